@@ -1,0 +1,190 @@
+//! Judging a whole claim from its case records.
+
+use super::{evaluate, fit_claim, CheckOutcome, Ctx, FitOutcome, Verdict};
+use crate::fit::Estimate;
+use crate::run::experiment::{assemble, ClaimData};
+use crate::run::record::{CaseRecord, CaseStatus};
+use crate::run::ResolvedClaim;
+use crate::suite::validate::columns;
+use crate::suite::Plan;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One claim's outcome: what `summary.json`, `report.md` and `junit.xml` are made of.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClaimResult {
+    pub id: String,
+    pub suite: String,
+    pub claim: String,
+    pub source: String,
+    pub profile: String,
+    pub verdict: Verdict,
+    /// The headline number (the first check's measured value).
+    pub measured: Option<f64>,
+    pub interval: Option<[f64; 2]>,
+    pub expected: String,
+    /// Why it was skipped or failed, or what the errata are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<FitOutcome>,
+    pub checks: Vec<CheckOutcome>,
+    /// Values the experiment derives for the report (e.g. utilisation, price per GPU-hour).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+    /// Content hash of the fully resolved claim.
+    pub claim_hash: String,
+    pub suite_version: u32,
+    pub cases: usize,
+    pub seconds: f64,
+}
+
+/// The claim's table of values, from its records (for figures as well as checks).
+pub fn claim_data(
+    claim: &ResolvedClaim,
+    records: &BTreeMap<String, CaseRecord>,
+) -> Option<ClaimData> {
+    let Plan::Run(exp) = &claim.plan else {
+        return None;
+    };
+    let rows = columns(exp).rows;
+    let cases: Vec<_> = claim
+        .cases
+        .iter()
+        .filter_map(|pc| records.get(&pc.hash))
+        .filter(|r| r.status == CaseStatus::Ok)
+        .map(|r| (r.row.clone(), r.replicate, r.values.clone()))
+        .collect();
+    Some(assemble(exp, &rows, &cases))
+}
+
+pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> ClaimResult {
+    let mut res = ClaimResult {
+        id: claim.id.clone(),
+        suite: claim.suite.clone(),
+        claim: claim.claim.clone(),
+        source: claim.source.clone(),
+        profile: claim.profile.name().into(),
+        verdict: Verdict::Pass,
+        measured: None,
+        interval: None,
+        expected: String::new(),
+        reason: None,
+        fit: None,
+        checks: vec![],
+        values: BTreeMap::new(),
+        claim_hash: claim.hash.clone(),
+        suite_version: claim.suite_version,
+        cases: claim.cases.len(),
+        seconds: claim
+            .cases
+            .iter()
+            .filter_map(|c| records.get(&c.hash))
+            .map(|r| r.seconds)
+            .sum(),
+    };
+    let exp = match &claim.plan {
+        Plan::Skip(why) => {
+            res.verdict = Verdict::Skipped;
+            res.reason = Some(why.clone());
+            return res;
+        }
+        Plan::Run(e) => e,
+    };
+    let missing = claim
+        .cases
+        .iter()
+        .filter(|c| !records.contains_key(&c.hash))
+        .count();
+    let failed: Vec<&CaseRecord> = claim
+        .cases
+        .iter()
+        .filter_map(|c| records.get(&c.hash))
+        .filter(|r| r.status == CaseStatus::Failed)
+        .collect();
+    if missing > 0 || !failed.is_empty() {
+        res.verdict = Verdict::Fail;
+        res.reason = Some(match failed.first() {
+            Some(r) => format!(
+                "case {} failed: {}",
+                r.case_id,
+                r.reason.clone().unwrap_or_default()
+            ),
+            None => format!("{missing} case(s) have no result"),
+        });
+        return res;
+    }
+    let data = claim_data(claim, records).expect("a run plan");
+    let cols = columns(exp);
+    res.values = data.scalars.clone();
+    let mut ctx = Ctx {
+        data: &data,
+        fit: None,
+        cols: &cols,
+        boot: &claim.bootstrap,
+        suite: &claim.suite,
+        claim: &claim.id,
+    };
+    let fit = match &claim.fit {
+        Some(spec) => {
+            match fit_claim(&ctx, spec) {
+                Ok(Some(f)) => Some(f),
+                Ok(None) => {
+                    res.verdict = Verdict::Fail;
+                    res.reason = Some("the power law could not be fitted (needs positive values and two distinct x)".into());
+                    return res;
+                }
+                Err(e) => {
+                    res.verdict = Verdict::Fail;
+                    res.reason = Some(e);
+                    return res;
+                }
+            }
+        }
+        None => None,
+    };
+    ctx.fit = fit.as_ref();
+    res.checks = claim
+        .expect
+        .iter()
+        .enumerate()
+        .map(|(i, c)| evaluate(&ctx, c, i))
+        .collect();
+    res.verdict = Verdict::combine(res.checks.iter().map(|c| c.verdict));
+    if let Some(first) = res.checks.first() {
+        res.measured = first.measured.map(|e: Estimate| e.value);
+        res.interval = first.measured.and_then(|e| Some([e.lo?, e.hi?]));
+        res.expected = first.check.clone();
+    }
+    // One line per distinct note, naming every row it applies to.
+    let mut notes: Vec<(Vec<String>, String)> = vec![];
+    for c in &res.checks {
+        for r in &c.rows {
+            if let Some(n) = &r.note {
+                match notes.iter_mut().find(|(_, text)| text == n) {
+                    Some((rows, _)) if !rows.contains(&r.row) => rows.push(r.row.clone()),
+                    Some(_) => {}
+                    None => notes.push((vec![r.row.clone()], n.clone())),
+                }
+            }
+        }
+        if let Some(n) = &c.note {
+            notes.push((vec![], n.clone()));
+        }
+    }
+    if !notes.is_empty() {
+        let lines: Vec<String> = notes
+            .iter()
+            .map(|(rows, n)| {
+                if rows.is_empty() {
+                    n.clone()
+                } else {
+                    format!("{}: {n}", rows.join(", "))
+                }
+            })
+            .collect();
+        res.reason = Some(lines.join("; "));
+    }
+    res.fit = fit;
+    res
+}

@@ -1,0 +1,588 @@
+//! Checks: turning a claim's values into verdicts.
+//!
+//! Every comparison is between an interval and a band. An estimate with an interval PASSES
+//! only when the whole interval lies inside the band, FAILS when it lies wholly outside, and is
+//! INCONCLUSIVE when it straddles an edge: a run too small to tell is never reported as a pass.
+//! Exact (analytic) values have a zero-width interval and so always pass or fail.
+//!
+//! ERRATUM is earned, not declared: a row listed under `errata` must actually violate the
+//! check (the paper's printed number disagrees with the recomputation or with the paper's
+//! other numbers). If it does not, the check FAILS, since the suite's account of the paper is
+//! then wrong.
+
+use crate::fit::{self, Estimate, Rows};
+use crate::run::experiment::ClaimData;
+use crate::run::seed::derive_seed;
+use crate::suite::validate::{self, ColRef, Columns};
+use crate::suite::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Pass,
+    Erratum,
+    Skipped,
+    Inconclusive,
+    Fail,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Erratum => "ERRATUM",
+            Verdict::Skipped => "SKIPPED",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::Fail => "FAIL",
+        }
+    }
+
+    /// The verdict of several parts: any failure fails, then any doubt, then any erratum.
+    pub fn combine(vs: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let vs: Vec<Verdict> = vs.into_iter().collect();
+        for v in [Verdict::Fail, Verdict::Inconclusive, Verdict::Erratum] {
+            if vs.contains(&v) {
+                return v;
+            }
+        }
+        Verdict::Pass
+    }
+}
+
+/// Is `e` inside [lo, hi]? See the module docs for the three outcomes.
+pub fn band_verdict(e: &Estimate, lo: Option<f64>, hi: Option<f64>) -> Verdict {
+    let inside = |v: f64| lo.is_none_or(|l| v >= l) && hi.is_none_or(|h| v <= h);
+    let (a, b) = (e.lo_or_value().min(e.value), e.hi_or_value().max(e.value));
+    if inside(a) && inside(b) {
+        Verdict::Pass
+    } else if hi.is_some_and(|h| a > h) || lo.is_some_and(|l| b < l) {
+        Verdict::Fail
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+pub fn band_text(lo: Option<f64>, hi: Option<f64>) -> String {
+    match (lo, hi) {
+        (Some(a), Some(b)) => format!("in [{}, {}]", fit::fmt_num(a), fit::fmt_num(b)),
+        (Some(a), None) => format!("≥ {}", fit::fmt_num(a)),
+        (None, Some(b)) => format!("≤ {}", fit::fmt_num(b)),
+        (None, None) => "any".into(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RowOutcome {
+    pub row: String,
+    pub measured: Estimate,
+    pub expected: String,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckOutcome {
+    pub check: String,
+    pub verdict: Verdict,
+    pub measured: Option<Estimate>,
+    pub expected: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FitOutcome {
+    pub x: String,
+    pub y: String,
+    pub exponent: Estimate,
+    pub prefactor: Estimate,
+    pub r2: f64,
+    pub n: usize,
+}
+
+/// A column as a check sees it: rows of replicate values, or one value.
+enum Col {
+    Rows(Vec<Option<Vec<f64>>>),
+    Single(Estimate),
+}
+
+pub struct Ctx<'a> {
+    pub data: &'a ClaimData,
+    pub fit: Option<&'a FitOutcome>,
+    pub cols: &'a Columns,
+    pub boot: &'a Bootstrap,
+    pub suite: &'a str,
+    pub claim: &'a str,
+}
+
+impl Ctx<'_> {
+    fn col(&self, name: &str) -> Result<Col, String> {
+        Ok(
+            match validate::resolve(name, self.cols, self.fit.is_some())? {
+                ColRef::Measured(n) => Col::Rows(match self.data.measured.get(&n) {
+                    Some(rows) => rows
+                        .iter()
+                        .map(|r| (!r.is_empty()).then(|| r.clone()))
+                        .collect(),
+                    None => vec![None; self.data.rows.len()],
+                }),
+                ColRef::Printed(n) => Col::Rows(match self.data.printed.get(&n) {
+                    Some(rows) => rows.iter().map(|v| v.map(|x| vec![x])).collect(),
+                    None => vec![None; self.data.rows.len()],
+                }),
+                ColRef::Fit(n) => {
+                    let f = self.fit.ok_or("no fit")?;
+                    Col::Single(match n.as_str() {
+                        "exponent" => f.exponent,
+                        "prefactor" => f.prefactor,
+                        _ => Estimate::exact(f.r2),
+                    })
+                }
+                ColRef::Scalar(n) => Col::Single(Estimate::exact(
+                    *self.data.scalars.get(&n).ok_or(format!("no value `{n}`"))?,
+                )),
+            },
+        )
+    }
+
+    fn rows(&self, name: &str) -> Result<Vec<Option<Vec<f64>>>, String> {
+        match self.col(name)? {
+            Col::Rows(r) => Ok(r),
+            Col::Single(_) => Err(format!("`{name}` is a single value, not a column")),
+        }
+    }
+
+    fn seed(&self, what: &str) -> u64 {
+        derive_seed(self.suite, self.claim, &format!("bootstrap/{what}"), 0)
+    }
+
+    /// Rows (indices) where every named column has values, restricted to `only` if given.
+    fn complete(&self, cols: &[&Vec<Option<Vec<f64>>>], only: Option<&Vec<String>>) -> Vec<usize> {
+        (0..self.data.rows.len())
+            .filter(|i| only.is_none_or(|o| o.contains(&self.data.rows[*i])))
+            .filter(|i| cols.iter().all(|c| c[*i].is_some()))
+            .collect()
+    }
+
+    fn pick(col: &[Option<Vec<f64>>], idx: &[usize]) -> Rows {
+        idx.iter()
+            .map(|i| col[*i].clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// The mean of one row's replicates, with a bootstrap interval when there are several.
+    fn row_estimate(&self, values: &[f64], what: &str) -> Estimate {
+        let rows: Rows = vec![values.to_vec()];
+        fit::bootstrap(
+            &[&rows],
+            self.boot.resamples,
+            self.boot.level,
+            self.seed(what),
+            |c| Some(fit::mean(&c[0][0])),
+        )
+        .unwrap_or(Estimate::exact(fit::mean(values)))
+    }
+}
+
+/// Apply declared errata to row outcomes (see module docs).
+fn apply_errata(rows: &mut [RowOutcome], errata: &[Erratum]) {
+    for er in errata {
+        if let Some(r) = rows.iter_mut().find(|r| r.row == er.row) {
+            match r.verdict {
+                Verdict::Fail => {
+                    r.verdict = Verdict::Erratum;
+                    r.note = Some(er.why.clone());
+                }
+                Verdict::Pass => {
+                    r.verdict = Verdict::Fail;
+                    r.note = Some(format!(
+                        "declared erratum not observed: the row agrees ({})",
+                        er.why
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn rows_verdict(rows: &[RowOutcome]) -> (Verdict, Option<String>) {
+    if rows.is_empty() {
+        return (
+            Verdict::Fail,
+            Some("no row had the values this check needs".into()),
+        );
+    }
+    (Verdict::combine(rows.iter().map(|r| r.verdict)), None)
+}
+
+fn within(ctx: &Ctx, w: &WithinCheck, i: usize) -> Result<CheckOutcome, String> {
+    let reference = w
+        .reference
+        .clone()
+        .unwrap_or_else(|| format!("printed.{}", w.value.trim_start_matches("printed.")));
+    let (vals, refs) = (ctx.rows(&w.value)?, ctx.rows(&reference)?);
+    let div = w.divide.unwrap_or(1.0);
+    let mut rows = vec![];
+    let mut worst: Option<f64> = None;
+    for r in ctx.complete(&[&vals, &refs], w.rows.as_ref()) {
+        let rv = fit::mean(refs[r].as_ref().expect("complete")) / div;
+        let tol = w.abs.unwrap_or(0.0).max(w.rel.unwrap_or(0.0) * rv.abs());
+        let m = ctx.row_estimate(
+            vals[r].as_ref().expect("complete"),
+            &format!("check{i}/{}", ctx.data.rows[r]),
+        );
+        let verdict = band_verdict(&m, Some(rv - tol), Some(rv + tol));
+        if !w.errata.iter().any(|e| e.row == ctx.data.rows[r]) {
+            let dev = if tol > 0.0 {
+                (m.value - rv).abs() / tol
+            } else if m.value == rv {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            worst = Some(worst.map_or(dev, |x: f64| x.max(dev)));
+        }
+        rows.push(RowOutcome {
+            row: ctx.data.rows[r].clone(),
+            measured: m,
+            expected: format!("{} ± {}", fit::fmt_num(rv), fit::fmt_num(tol)),
+            verdict,
+            note: None,
+        });
+    }
+    apply_errata(&mut rows, &w.errata);
+    let (verdict, note) = rows_verdict(&rows);
+    let divided = w
+        .divide
+        .map(|d| format!(" / {}", fit::fmt_num(d)))
+        .unwrap_or_default();
+    let tol = match (w.abs, w.rel) {
+        (Some(a), Some(r)) => format!("±max({}, {}%)", fit::fmt_num(a), fit::fmt_num(100.0 * r)),
+        (Some(a), None) => format!("±{}", fit::fmt_num(a)),
+        (None, Some(r)) => format!("±{}%", fit::fmt_num(100.0 * r)),
+        (None, None) => "±0".into(),
+    };
+    Ok(CheckOutcome {
+        check: format!("{} within {tol} of {reference}{divided}", w.value),
+        verdict,
+        measured: worst.map(Estimate::exact),
+        expected: "worst |Δ|/tolerance ≤ 1".into(),
+        rows,
+        note,
+    })
+}
+
+fn band(ctx: &Ctx, b: &BandCheck, i: usize) -> Result<CheckOutcome, String> {
+    let check = format!("{} {}", b.of, band_text(b.min, b.max));
+    match ctx.col(&b.of)? {
+        Col::Single(e) => Ok(CheckOutcome {
+            check,
+            verdict: band_verdict(&e, b.min, b.max),
+            measured: Some(e),
+            expected: band_text(b.min, b.max),
+            rows: vec![],
+            note: None,
+        }),
+        Col::Rows(vals) => {
+            let mut rows = vec![];
+            let mut worst: Option<(f64, Estimate)> = None;
+            for r in ctx.complete(&[&vals], b.rows.as_ref()) {
+                let m = ctx.row_estimate(
+                    vals[r].as_ref().expect("complete"),
+                    &format!("check{i}/{}", ctx.data.rows[r]),
+                );
+                let margin = (m.value - b.min.unwrap_or(f64::NEG_INFINITY))
+                    .min(b.max.unwrap_or(f64::INFINITY) - m.value);
+                if !b.errata.iter().any(|e| e.row == ctx.data.rows[r])
+                    && worst.is_none_or(|(w, _)| margin < w)
+                {
+                    worst = Some((margin, m));
+                }
+                rows.push(RowOutcome {
+                    row: ctx.data.rows[r].clone(),
+                    measured: m,
+                    expected: band_text(b.min, b.max),
+                    verdict: band_verdict(&m, b.min, b.max),
+                    note: None,
+                });
+            }
+            apply_errata(&mut rows, &b.errata);
+            let (verdict, note) = rows_verdict(&rows);
+            Ok(CheckOutcome {
+                check,
+                verdict,
+                measured: worst.map(|w| w.1),
+                expected: band_text(b.min, b.max),
+                rows,
+                note,
+            })
+        }
+    }
+}
+
+fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (xs, ys) = (ctx.rows(&m.x)?, ctx.rows(&m.y)?);
+    let mut idx = ctx.complete(&[&xs, &ys], m.rows.as_ref());
+    idx.sort_by(|a, b| {
+        fit::mean(xs[*a].as_ref().unwrap()).total_cmp(&fit::mean(xs[*b].as_ref().unwrap()))
+    });
+    let y = Ctx::pick(&ys, &idx);
+    let sign = if m.direction == Direction::Decreasing {
+        -1.0
+    } else {
+        1.0
+    };
+    let mut rows = vec![];
+    for (k, w) in idx.windows(2).enumerate() {
+        let pair: Rows = vec![y[k].clone(), y[k + 1].clone()];
+        // The step's change in the claimed direction must be positive.
+        let est = fit::bootstrap(
+            &[&pair],
+            ctx.boot.resamples,
+            ctx.boot.level,
+            ctx.seed(&format!("check{i}/step{k}")),
+            |c| Some(sign * (fit::mean(&c[0][1]) - fit::mean(&c[0][0]))),
+        )
+        .expect("defined");
+        let verdict = if est.lo_or_value() > 0.0 {
+            Verdict::Pass
+        } else if est.hi_or_value() <= 0.0 {
+            Verdict::Fail
+        } else {
+            Verdict::Inconclusive
+        };
+        rows.push(RowOutcome {
+            row: format!("{} → {}", ctx.data.rows[w[0]], ctx.data.rows[w[1]]),
+            measured: est,
+            expected: "> 0 (change in the claimed direction)".into(),
+            verdict,
+            note: None,
+        });
+    }
+    let (verdict, note) = if idx.len() < 2 {
+        (
+            Verdict::Fail,
+            Some("fewer than two rows with values".into()),
+        )
+    } else {
+        (Verdict::combine(rows.iter().map(|r| r.verdict)), None)
+    };
+    let means: Vec<f64> = y.iter().map(|r| fit::mean(r)).collect();
+    let order: Vec<f64> = (0..means.len()).map(|k| k as f64).collect();
+    let tau = fit::kendall(&order, &means).map(Estimate::exact);
+    let dir = if sign < 0.0 {
+        "decreasing"
+    } else {
+        "increasing"
+    };
+    Ok(CheckOutcome {
+        check: format!("{} {dir} in {} at every step", m.y, m.x),
+        verdict,
+        measured: tau,
+        expected: format!("Kendall τ = {}1", if sign < 0.0 { "−" } else { "+" }),
+        rows,
+        note,
+    })
+}
+
+fn rank(method: RankMethod) -> fn(&[f64], &[f64]) -> Option<f64> {
+    match method {
+        RankMethod::Spearman => fit::spearman,
+        RankMethod::Kendall => fit::kendall,
+    }
+}
+
+fn correlation(ctx: &Ctx, c: &CorrelationCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (xs, ys) = (ctx.rows(&c.x)?, ctx.rows(&c.y)?);
+    let idx = ctx.complete(&[&xs, &ys], None);
+    let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
+    let f = rank(c.method);
+    let est = fit::bootstrap(
+        &[&x, &y],
+        ctx.boot.resamples,
+        ctx.boot.level,
+        ctx.seed(&format!("check{i}")),
+        |c| f(&fit::row_means(&c[0]), &fit::row_means(&c[1])),
+    );
+    let name = if c.method == RankMethod::Spearman {
+        "ρ"
+    } else {
+        "τ"
+    };
+    let (verdict, note) = match &est {
+        Some(e) => (band_verdict(e, c.min, c.max), None),
+        None => (
+            Verdict::Fail,
+            Some("correlation undefined (a constant column or too few rows)".into()),
+        ),
+    };
+    Ok(CheckOutcome {
+        check: format!("{name}({}, {}) {}", c.x, c.y, band_text(c.min, c.max)),
+        verdict,
+        measured: est,
+        expected: band_text(c.min, c.max),
+        rows: vec![],
+        note,
+    })
+}
+
+fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (ys, bs, ts) = (ctx.rows(&c.y)?, ctx.rows(&c.better)?, ctx.rows(&c.than)?);
+    let idx = ctx.complete(&[&ys, &bs, &ts], None);
+    let (y, b, t) = (
+        Ctx::pick(&ys, &idx),
+        Ctx::pick(&bs, &idx),
+        Ctx::pick(&ts, &idx),
+    );
+    let f = rank(c.method);
+    let est = fit::bootstrap(
+        &[&y, &b, &t],
+        ctx.boot.resamples,
+        ctx.boot.level,
+        ctx.seed(&format!("check{i}")),
+        |c| {
+            let (y, b, t) = (
+                fit::row_means(&c[0]),
+                fit::row_means(&c[1]),
+                fit::row_means(&c[2]),
+            );
+            Some(f(&b, &y)?.abs() - f(&t, &y)?.abs())
+        },
+    );
+    let (verdict, note) = match &est {
+        Some(e) if e.lo_or_value() > 0.0 => (Verdict::Pass, None),
+        Some(e) if e.hi_or_value() <= 0.0 => (Verdict::Fail, None),
+        Some(_) => (Verdict::Inconclusive, None),
+        None => (Verdict::Fail, Some("rank correlation undefined".into())),
+    };
+    let name = if c.method == RankMethod::Spearman {
+        "ρ"
+    } else {
+        "τ"
+    };
+    Ok(CheckOutcome {
+        check: format!(
+            "|{name}({}, {y})| > |{name}({}, {y})|",
+            c.better,
+            c.than,
+            y = c.y
+        ),
+        verdict,
+        measured: est,
+        expected: "difference > 0".into(),
+        rows: vec![],
+        note,
+    })
+}
+
+fn crossover(ctx: &Ctx, c: &CrossoverCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (xs, a, b) = (ctx.rows(&c.x)?, ctx.rows(&c.a)?, ctx.rows(&c.b)?);
+    let idx = ctx.complete(&[&xs, &a, &b], None);
+    let (x, a, b) = (
+        Ctx::pick(&xs, &idx),
+        Ctx::pick(&a, &idx),
+        Ctx::pick(&b, &idx),
+    );
+    let est = fit::bootstrap(
+        &[&x, &a, &b],
+        ctx.boot.resamples,
+        ctx.boot.level,
+        ctx.seed(&format!("check{i}")),
+        |c| {
+            let (a, b) = (fit::row_means(&c[1]), fit::row_means(&c[2]));
+            // The sign of a − b, interpolated as ln a − ln b when both are positive: that is linear
+            // in ln x for power laws (and on the papers' log-log axes), where a − b is not.
+            let positive = a.iter().chain(&b).all(|v| *v > 0.0);
+            let d: Vec<f64> = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| if positive { p.ln() - q.ln() } else { p - q })
+                .collect();
+            fit::crossover(&fit::row_means(&c[0]), &d)
+        },
+    );
+    let (verdict, note) = match &est {
+        Some(e) => (band_verdict(e, c.min, c.max), None),
+        None => (
+            Verdict::Fail,
+            Some(format!(
+                "{} − {} never changes sign over the measured {}",
+                c.a, c.b, c.x
+            )),
+        ),
+    };
+    Ok(CheckOutcome {
+        check: format!(
+            "{} − {} changes sign at {} {}",
+            c.a,
+            c.b,
+            c.x,
+            band_text(c.min, c.max)
+        ),
+        verdict,
+        measured: est,
+        expected: band_text(c.min, c.max),
+        rows: vec![],
+        note,
+    })
+}
+
+/// Fit the claim's power law, if it has one.
+pub fn fit_claim(ctx: &Ctx, spec: &FitSpec) -> Result<Option<FitOutcome>, String> {
+    let (xs, ys) = (ctx.rows(&spec.power_law.x)?, ctx.rows(&spec.power_law.y)?);
+    let idx = ctx.complete(&[&xs, &ys], None);
+    let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
+    let seed = ctx.seed("fit");
+    let stat = |which: fn(&fit::PowerLaw) -> f64| {
+        move |c: &[Rows]| {
+            fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| which(&p))
+        }
+    };
+    let (b, r) = (ctx.boot.resamples, ctx.boot.level);
+    let Some(exponent) = fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.exponent)) else {
+        return Ok(None);
+    };
+    let prefactor =
+        fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.prefactor)).expect("same data");
+    let r2 = fit::power_law(&fit::row_means(&x), &fit::row_means(&y))
+        .map(|p| p.r2)
+        .unwrap_or(f64::NAN);
+    Ok(Some(FitOutcome {
+        x: spec.power_law.x.clone(),
+        y: spec.power_law.y.clone(),
+        exponent,
+        prefactor,
+        r2,
+        n: idx.len(),
+    }))
+}
+
+/// Evaluate one check. An internal inconsistency becomes a FAIL with its reason.
+pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
+    let r = match check {
+        Check::Within(w) => within(ctx, w, i),
+        Check::Band(b) => band(ctx, b, i),
+        Check::Monotone(m) => monotone(ctx, m, i),
+        Check::Correlation(c) => correlation(ctx, c, i),
+        Check::RanksBetter(c) => ranks_better(ctx, c, i),
+        Check::Crossover(c) => crossover(ctx, c, i),
+    };
+    r.unwrap_or_else(|e| CheckOutcome {
+        check: format!("check {}", i + 1),
+        verdict: Verdict::Fail,
+        measured: None,
+        expected: String::new(),
+        rows: vec![],
+        note: Some(e),
+    })
+}
+
+pub mod claim;
+
+#[cfg(test)]
+mod tests;

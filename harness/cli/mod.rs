@@ -1,0 +1,564 @@
+//! The `diffscale` command line.
+
+mod flops;
+
+use crate::check::claim::{judge, ClaimResult};
+use crate::check::Verdict;
+use crate::report::{self, compare, Summary};
+use crate::run::record::{write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
+use crate::run::{self, Manifest, Progress, ResolvedClaim, Shard};
+use crate::suite::{self, Plan, Profile};
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+const ABOUT: &str = "Reproduce and regression-test the scaling claims of diffusion-model papers.
+
+Each claim of a paper is a YAML test case (suites/*.yaml): what to run, what to fit, and the band
+the result must land in. `diffscale run` runs them and writes report.md, summary.json, junit.xml
+and figures. Verdicts: PASS, FAIL, INCONCLUSIVE (the interval straddles the band), SKIPPED,
+ERRATUM (the paper's printed numbers contradict each other, as the suite predicts).";
+
+const AFTER: &str = "Examples:
+  diffscale run                                  every suite, default (cpu) profile, into runs/cpu
+  diffscale run suites/dit2023.yaml --claim 'dit2023/table4-*'
+  diffscale run --profile smoke --out /tmp/smoke
+  diffscale run --shard 2/8 --out runs/nightly   then: diffscale merge runs/nightly* --out runs/all
+  diffscale compare runs/cpu --baseline results/cpu/summary.json
+  diffscale flops dit-xl/2
+  diffscale flops sd15 --set channels=64 --set cross_attention_dim=1024
+
+Exit status: 0 every claim passed, was skipped, inconclusive or a confirmed erratum;
+1 a claim failed (or `compare` found a regression); 2 bad input or usage.";
+
+#[derive(Parser, Debug)]
+#[command(name = "diffscale", version, about = ABOUT, after_help = AFTER)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List suites, claims and the profiles each claim runs in.
+    List {
+        /// Suite files or folders (default: suites/).
+        paths: Vec<PathBuf>,
+        /// Only claims whose id matches this glob (`*` and `?`).
+        #[arg(long)]
+        claim: Option<String>,
+    },
+    /// Run claims, resuming any finished cases in --out, and write the reports.
+    Run {
+        /// Suite files or folders (default: suites/).
+        paths: Vec<PathBuf>,
+        /// Only claims whose id matches this glob (`*` and `?`), e.g. 'mei2024/*'.
+        #[arg(long)]
+        claim: Option<String>,
+        /// Scale of the run: smoke (seconds), cpu (minutes), gpu (an hour on one GPU), paper.
+        #[arg(long, default_value = "cpu", value_parser = parse_profile)]
+        profile: Profile,
+        /// Run folder (default: runs/<profile>). Finished cases found there are reused.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run only shard i of n (1-based), or `auto` from SLURM_ARRAY_TASK_ID/COUNT; join
+        /// the shards with `diffscale merge`.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
+        /// Where to run: cpu, or cuda:N (needs a binary built with the `cuda` feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.
+        #[arg(long)]
+        seeds: Option<u32>,
+        /// Ignore finished cases in --out and run everything again.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Re-render the reports of a run folder from its saved cases.
+    Report {
+        /// A run folder (with manifest.json and cases/).
+        dir: PathBuf,
+    },
+    /// Compare a run with a baseline summary.json: exit 1 on any regression.
+    Compare {
+        /// A run folder, or its summary.json.
+        run: PathBuf,
+        /// The baseline summary.json (e.g. a committed results/cpu/summary.json).
+        #[arg(long)]
+        baseline: PathBuf,
+        /// Relative tolerance for values without an interval.
+        #[arg(long, default_value_t = 1e-6)]
+        rel: f64,
+        /// Absolute tolerance for values without an interval.
+        #[arg(long, default_value_t = 1e-12)]
+        abs: f64,
+    },
+    /// Join shard folders into one run folder and report it; fails on missing or duplicated cases.
+    Merge {
+        /// Shard run folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Parameters and compute of a model config, in every convention.
+    Flops(flops::FlopsArgs),
+    /// Print the JSON Schema of suite files (for editor validation and completion).
+    Schema,
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::parse(s)
+        .ok_or_else(|| format!("unknown profile `{s}` (profiles: smoke, cpu, gpu, paper)"))
+}
+
+/// An error that exits with status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+fn suites_from(paths: Vec<PathBuf>) -> anyhow::Result<Vec<suite::Suite>> {
+    let paths = if paths.is_empty() {
+        let d = PathBuf::from("suites");
+        if !d.is_dir() {
+            return Err(usage("no suites/ folder here: run from the diffscale checkout, or name suite files or folders"));
+        }
+        vec![d]
+    } else {
+        paths
+    };
+    suite::load_all(&paths).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// A progress bar on a terminal, plain lines otherwise (CI logs).
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    last_claim: String,
+    done: usize,
+    total: usize,
+    reused: usize,
+}
+
+impl Reporter {
+    fn new() -> Self {
+        Reporter {
+            bar: None,
+            last_claim: String::new(),
+            done: 0,
+            total: 0,
+            reused: 0,
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn start(&mut self, total: usize) {
+        self.total = total;
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} cases, eta {eta} {msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
+        }
+    }
+    fn case(&mut self, claim: &str, _row: &str, reused: bool) {
+        self.done += 1;
+        self.reused += usize::from(reused);
+        match &self.bar {
+            Some(b) => {
+                b.set_message(claim.to_string());
+                b.inc(1);
+            }
+            None if claim != self.last_claim => eprintln!("[{}/{}] {claim}", self.done, self.total),
+            None => {}
+        }
+        self.last_claim = claim.to_string();
+    }
+    fn finish(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "{} cases: {} run, {} reused from an earlier run",
+            self.total,
+            self.total - self.reused,
+            self.reused
+        );
+    }
+}
+
+fn print_results(results: &[ClaimResult]) {
+    let width = results.iter().map(|r| r.id.len()).max().unwrap_or(10);
+    for r in results {
+        let m = match (r.measured, r.interval) {
+            (Some(m), Some([a, b])) => format!(
+                "{} [{}, {}]",
+                crate::fit::fmt_num(m),
+                crate::fit::fmt_num(a),
+                crate::fit::fmt_num(b)
+            ),
+            (Some(m), None) => crate::fit::fmt_num(m),
+            _ => String::new(),
+        };
+        println!("{:<12} {:<width$}  {m}", r.verdict.label(), r.id);
+        if matches!(
+            r.verdict,
+            Verdict::Fail | Verdict::Skipped | Verdict::Erratum | Verdict::Inconclusive
+        ) {
+            if let Some(why) = &r.reason {
+                let short: String = why.chars().take(220).collect();
+                println!("{:<12} {:<width$}  └ {short}", "", "");
+            }
+        }
+    }
+}
+
+fn judge_and_report(
+    out: &Path,
+    manifest: &Manifest,
+    records: &BTreeMap<String, CaseRecord>,
+) -> anyhow::Result<Summary> {
+    let results: Vec<ClaimResult> = manifest.claims.iter().map(|c| judge(c, records)).collect();
+    let summary = Summary::new(manifest, results);
+    report::write_all(out, manifest, &summary, records)?;
+    print_results(&summary.claims);
+    let counts: Vec<String> = summary
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "\n{} claims: {}. Report: {}",
+        summary.claims.len(),
+        counts.join(", "),
+        out.join("report.md").display()
+    );
+    Ok(summary)
+}
+
+fn exit_for(summary: &Summary) -> i32 {
+    i32::from(summary.worst() == Verdict::Fail)
+}
+
+fn new_manifest(
+    profile: Profile,
+    shard: Option<Shard>,
+    machine: Machine,
+    claims: Vec<ResolvedClaim>,
+) -> Manifest {
+    Manifest {
+        schema_version: SCHEMA_VERSION,
+        diffscale_version: VERSION.into(),
+        git_commit: GIT_COMMIT.into(),
+        profile,
+        shard,
+        machine,
+        claims,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_run(
+    paths: Vec<PathBuf>,
+    claim: Option<String>,
+    profile: Profile,
+    out: Option<PathBuf>,
+    shard: Option<Shard>,
+    device: String,
+    seeds: Option<u32>,
+    fresh: bool,
+) -> anyhow::Result<i32> {
+    if device != "cpu" {
+        let ok = device
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        if !ok {
+            return Err(usage(format!(
+                "--device takes cpu or cuda:N, not `{device}`"
+            )));
+        }
+        return Err(usage(
+            "this build of diffscale has no CUDA support; every current claim runs on --device cpu",
+        ));
+    }
+    if seeds == Some(0) {
+        return Err(usage("--seeds must be at least 1"));
+    }
+    let suites = suites_from(paths)?;
+    let claims = run::plan(&suites, claim.as_deref(), profile, seeds);
+    if claims.is_empty() {
+        return Err(usage(format!(
+            "no claim matches `{}`; see `diffscale list`",
+            claim.unwrap_or_default()
+        )));
+    }
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(profile.name()));
+    let machine = Machine::detect(&device);
+    let manifest = new_manifest(profile, shard, machine.clone(), claims);
+    if let Ok(prev) = run::read_manifest(&out) {
+        if prev.profile != profile {
+            return Err(usage(format!(
+                "{} holds a `{}` run; use another --out for profile `{}`",
+                out.display(),
+                prev.profile.name(),
+                profile.name()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&out)?;
+    write_json(&run::manifest_path(&out), &manifest)?;
+    let mut progress = Reporter::new();
+    let records = run::run_cases(
+        &manifest.claims,
+        &out,
+        shard,
+        fresh,
+        &machine,
+        &mut progress,
+    )?;
+    if let Some(s) = shard {
+        println!(
+            "shard {}/{}: {} cases in {}. Join the shards with `diffscale merge DIRS… --out DIR`.",
+            s.index,
+            s.count,
+            records.len(),
+            out.display()
+        );
+        let failed = records
+            .values()
+            .filter(|r| r.status == run::record::CaseStatus::Failed)
+            .count();
+        return Ok(i32::from(failed > 0));
+    }
+    let summary = judge_and_report(&out, &manifest, &records)?;
+    Ok(exit_for(&summary))
+}
+
+fn cmd_list(paths: Vec<PathBuf>, claim: Option<String>) -> anyhow::Result<i32> {
+    let suites = suites_from(paths)?;
+    println!("profiles: smoke (seconds, used by the tests), cpu (default, minutes), gpu (one GPU, ~1 h), paper (the papers' settings)\n");
+    for s in &suites {
+        println!(
+            "{} v{}: {} ({})",
+            s.name,
+            s.version,
+            s.title,
+            s.path.display()
+        );
+        for c in s.claims.iter().filter(|c| {
+            claim
+                .as_deref()
+                .is_none_or(|g| suite::glob_match(g, &c.doc.id))
+        }) {
+            let kind = c
+                .plans
+                .values()
+                .find_map(|p| {
+                    if let Plan::Run(e) = p {
+                        Some(e.kind_name())
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or("-");
+            let skipped: Vec<&str> = c
+                .plans
+                .iter()
+                .filter(|(_, p)| matches!(p, Plan::Skip(_)))
+                .map(|(k, _)| k.name())
+                .collect();
+            let skip = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" [skipped in: {}]", skipped.join(", "))
+            };
+            println!("  {:<42} {:<20} {}{skip}", c.doc.id, kind, c.doc.source);
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_report(dir: PathBuf) -> anyhow::Result<i32> {
+    let manifest = run::read_manifest(&dir).map_err(usage)?;
+    let records = run::read_records(&dir, &manifest.claims);
+    let summary = judge_and_report(&dir, &manifest, &records)?;
+    Ok(exit_for(&summary))
+}
+
+fn read_summary(p: &Path) -> anyhow::Result<Summary> {
+    let file = if p.is_dir() {
+        p.join("summary.json")
+    } else {
+        p.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| usage(format!("{}: cannot read ({e})", file.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        usage(format!(
+            "{}: not a diffscale summary.json ({e})",
+            file.display()
+        ))
+    })
+}
+
+fn cmd_compare(run: PathBuf, baseline: PathBuf, rel: f64, abs: f64) -> anyhow::Result<i32> {
+    let (r, b) = (read_summary(&run)?, read_summary(&baseline)?);
+    if r.profile != b.profile {
+        eprintln!(
+            "note: comparing profile `{}` against a `{}` baseline",
+            r.profile, b.profile
+        );
+    }
+    let findings = compare::compare(&r, &b, rel, abs);
+    let regressions = findings.iter().filter(|f| f.regression).count();
+    for f in &findings {
+        println!(
+            "{} {}: {}",
+            if f.regression {
+                "REGRESSION"
+            } else {
+                "note      "
+            },
+            f.id,
+            f.message
+        );
+    }
+    println!(
+        "{} claims compared, {regressions} regression(s).",
+        b.claims.len()
+    );
+    Ok(i32::from(regressions > 0))
+}
+
+fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
+    let manifests: Vec<Manifest> = dirs
+        .iter()
+        .map(|d| run::read_manifest(d).map_err(usage))
+        .collect::<Result<_, _>>()?;
+    let first = &manifests[0];
+    for (d, m) in dirs.iter().zip(&manifests).skip(1) {
+        let same = m.profile == first.profile
+            && m.claims.len() == first.claims.len()
+            && m.claims
+                .iter()
+                .zip(&first.claims)
+                .all(|(a, b)| a.hash == b.hash && a.cases == b.cases);
+        if !same {
+            return Err(usage(format!(
+                "{} was planned from different suites or options than {}",
+                d.display(),
+                dirs[0].display()
+            )));
+        }
+    }
+    let mut found: BTreeMap<String, (PathBuf, CaseRecord)> = BTreeMap::new();
+    for (d, m) in dirs.iter().zip(&manifests) {
+        for (hash, r) in run::read_records(d, &m.claims) {
+            if let Some((other, _)) = found.get(&hash) {
+                return Err(usage(format!(
+                    "case {} is in both {} and {}",
+                    r.case_id,
+                    other.display(),
+                    d.display()
+                )));
+            }
+            found.insert(hash, (d.clone(), r));
+        }
+    }
+    let missing: Vec<&str> = first
+        .claims
+        .iter()
+        .flat_map(|c| &c.cases)
+        .filter(|c| !found.contains_key(&c.hash))
+        .map(|c| c.case_id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(usage(format!(
+            "{} case(s) missing from every shard, e.g. {}",
+            missing.len(),
+            missing[0]
+        )));
+    }
+    let manifest = Manifest {
+        shard: None,
+        ..first.clone()
+    };
+    std::fs::create_dir_all(out.join("cases"))?;
+    write_json(&run::manifest_path(&out), &manifest)?;
+    let mut records = BTreeMap::new();
+    for (hash, (_, r)) in found {
+        write_json(&run::record::case_path(&out, &hash), &r)?;
+        records.insert(hash, r);
+    }
+    let summary = judge_and_report(&out, &manifest, &records)?;
+    Ok(exit_for(&summary))
+}
+
+fn cmd_schema() -> anyhow::Result<i32> {
+    let schema = schemars::schema_for!(suite::SuiteDoc);
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(0)
+}
+
+/// Run the CLI and return the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let r = match cli.command {
+        Command::List { paths, claim } => cmd_list(paths, claim),
+        Command::Run {
+            paths,
+            claim,
+            profile,
+            out,
+            shard,
+            device,
+            seeds,
+            fresh,
+        } => cmd_run(paths, claim, profile, out, shard, device, seeds, fresh),
+        Command::Report { dir } => cmd_report(dir),
+        Command::Compare {
+            run,
+            baseline,
+            rel,
+            abs,
+        } => cmd_compare(run, baseline, rel, abs),
+        Command::Merge { dirs, out } => cmd_merge(dirs, out),
+        Command::Flops(a) => flops::run(a).map_err(usage),
+        Command::Schema => cmd_schema(),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}

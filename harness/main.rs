@@ -1,0 +1,5 @@
+//! The `diffscale` binary: see `diffscale --help`.
+
+fn main() {
+    std::process::exit(diffscale::cli::main());
+}

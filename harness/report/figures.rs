@@ -1,0 +1,475 @@
+//! Figures (SVG and PNG), drawn headless with an embedded font (DejaVu Sans).
+//!
+//! Each claim gets at most one figure, chosen from what it checks: its power-law fit, a
+//! crossover between two series, printed-versus-recomputed values for a `within` check, or
+//! row values against a band. The title names the claim and the subtitle the data shown.
+
+use crate::check::claim::{claim_data, ClaimResult};
+use crate::check::Verdict;
+use crate::fit::{self, mean};
+use crate::run::experiment::ClaimData;
+use crate::run::record::CaseRecord;
+use crate::run::{Manifest, ResolvedClaim};
+use crate::suite::Check;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const SIZE: (u32, u32) = (760, 500);
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for style in [
+            FontStyle::Normal,
+            FontStyle::Bold,
+            FontStyle::Italic,
+            FontStyle::Oblique,
+        ] {
+            let _ = plotters::style::register_font("sans-serif", style, dejavu::sans::regular());
+        }
+    });
+}
+
+/// A point with an optional interval on y.
+type Pt = (f64, f64, Option<(f64, f64)>);
+
+struct Series {
+    name: String,
+    points: Vec<Pt>,
+    line: bool,
+    color: RGBColor,
+}
+
+pub struct Figure {
+    title: String,
+    subtitle: String,
+    x_label: String,
+    y_label: String,
+    series: Vec<Series>,
+    hlines: Vec<(f64, String)>,
+    diagonal: bool,
+    /// Category labels for an x axis of row indices.
+    ticks: Option<Vec<String>>,
+}
+
+/// Per row: the mean and, with replicates, a normal 95% interval of the mean.
+type RowPoints = Vec<Option<(f64, Option<(f64, f64)>)>>;
+
+fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
+    let rows: Vec<Option<Vec<f64>>> = if let Some(p) = name.strip_prefix("printed.") {
+        d.printed
+            .get(p)?
+            .iter()
+            .map(|v| v.map(|x| vec![x]))
+            .collect()
+    } else {
+        d.measured
+            .get(name)?
+            .iter()
+            .map(|r| (!r.is_empty()).then(|| r.clone()))
+            .collect()
+    };
+    Some(
+        rows.into_iter()
+            .map(|r| {
+                r.map(|v| {
+                    let m = mean(&v);
+                    let spread = (v.len() > 1).then(|| {
+                        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                            / (v.len() - 1) as f64)
+                            .sqrt();
+                        let se = sd / (v.len() as f64).sqrt();
+                        (m - 1.96 * se, m + 1.96 * se)
+                    });
+                    (m, spread)
+                })
+            })
+            .collect(),
+    )
+}
+
+fn paired(d: &ClaimData, x: &str, y: &str) -> Option<Vec<(String, Pt)>> {
+    let (xs, ys) = (col_points(d, x)?, col_points(d, y)?);
+    Some(
+        xs.iter()
+            .zip(&ys)
+            .zip(&d.rows)
+            .filter_map(|((a, b), row)| {
+                Some((row.clone(), (a.as_ref()?.0, b.as_ref()?.0, b.as_ref()?.1)))
+            })
+            .collect(),
+    )
+}
+
+/// Choose and build the figure of one claim.
+pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
+    let title = format!("{} ({})", claim.id, result.verdict.label());
+    if let Some(f) = &result.fit {
+        let pts = paired(d, &f.x, &f.y)?;
+        let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| {
+            (a.min(p.0), b.max(p.0))
+        });
+        let line: Vec<Pt> = (0..=40)
+            .map(|i| {
+                let x = lo * (hi / lo).powf(i as f64 / 40.0);
+                (x, f.prefactor.value * x.powf(f.exponent.value), None)
+            })
+            .collect();
+        return Some(Figure {
+            title,
+            subtitle: format!(
+                "{} vs {}; fit exponent {} ({})",
+                f.y,
+                f.x,
+                f.exponent.show(),
+                claim.source
+            ),
+            x_label: f.x.clone(),
+            y_label: f.y.clone(),
+            series: vec![
+                Series {
+                    name: "rows".into(),
+                    points: pts.into_iter().map(|p| p.1).collect(),
+                    line: false,
+                    color: PALETTE[0],
+                },
+                Series {
+                    name: "power-law fit".into(),
+                    points: line,
+                    line: true,
+                    color: PALETTE[1],
+                },
+            ],
+            hlines: vec![],
+            diagonal: false,
+            ticks: None,
+        });
+    }
+    for chk in &claim.expect {
+        match chk {
+            Check::Crossover(c) => {
+                let series = [&c.a, &c.b]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| {
+                        Some(Series {
+                            name: s.to_string(),
+                            points: paired(d, &c.x, s)?.into_iter().map(|p| p.1).collect(),
+                            line: true,
+                            color: PALETTE[i],
+                        })
+                    })
+                    .collect();
+                return Some(Figure {
+                    title,
+                    subtitle: format!("{} and {} against {} ({})", c.a, c.b, c.x, claim.source),
+                    x_label: c.x.clone(),
+                    y_label: "value".into(),
+                    series,
+                    hlines: vec![],
+                    diagonal: false,
+                    ticks: None,
+                });
+            }
+            Check::Within(w) => {
+                let reference = w
+                    .reference
+                    .clone()
+                    .unwrap_or_else(|| format!("printed.{}", w.value));
+                let pts = paired(d, &reference, &w.value)?;
+                let errata: Vec<&str> = w.errata.iter().map(|e| e.row.as_str()).collect();
+                let (bad, good): (Vec<_>, Vec<_>) = pts
+                    .into_iter()
+                    .partition(|(r, _)| errata.contains(&r.as_str()));
+                let mut series = vec![Series {
+                    name: "rows".into(),
+                    points: good.into_iter().map(|p| p.1).collect(),
+                    line: false,
+                    color: PALETTE[0],
+                }];
+                if !bad.is_empty() {
+                    series.push(Series {
+                        name: format!(
+                            "erratum: {}",
+                            bad.iter()
+                                .map(|b| b.0.clone())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        points: bad.into_iter().map(|p| p.1).collect(),
+                        line: false,
+                        color: PALETTE[3],
+                    });
+                }
+                return Some(Figure {
+                    title,
+                    subtitle: format!(
+                        "{} against {} (diagonal: agreement; {})",
+                        w.value, reference, claim.source
+                    ),
+                    x_label: reference,
+                    y_label: w.value.clone(),
+                    series,
+                    hlines: vec![],
+                    diagonal: true,
+                    ticks: None,
+                });
+            }
+            Check::Band(b) if d.measured.contains_key(&b.of) => {
+                let pts = col_points(d, &b.of)?;
+                let points: Vec<Pt> = pts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.as_ref().map(|(m, s)| (i as f64, *m, *s)))
+                    .collect();
+                let mut hlines = vec![];
+                if let Some(v) = b.min {
+                    hlines.push((v, format!("min {}", fit::fmt_num(v))));
+                }
+                if let Some(v) = b.max {
+                    hlines.push((v, format!("max {}", fit::fmt_num(v))));
+                }
+                return Some(Figure {
+                    title,
+                    subtitle: format!("{} per row against its band ({})", b.of, claim.source),
+                    x_label: "row".into(),
+                    y_label: b.of.clone(),
+                    series: vec![Series {
+                        name: b.of.clone(),
+                        points,
+                        line: false,
+                        color: PALETTE[0],
+                    }],
+                    hlines,
+                    diagonal: false,
+                    ticks: Some(d.rows.clone()),
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn range(v: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for x in v.filter(|x| x.is_finite()) {
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if log {
+        (lo / 1.3, hi * 1.3)
+    } else {
+        let pad = ((hi - lo) * 0.08).max(1e-9 * hi.abs().max(1.0));
+        (lo - pad, hi + pad)
+    }
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, f: &Figure) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let (top, body) = root.split_vertically(64);
+    top.draw(&Text::new(
+        f.title.clone(),
+        (12, 6),
+        ("sans-serif", 18).into_font(),
+    ))
+    .map_err(e)?;
+    for (i, line) in wrap(&f.subtitle, 110).iter().take(2).enumerate() {
+        let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
+        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style))
+            .map_err(e)?;
+    }
+    let all = || f.series.iter().flat_map(|s| s.points.iter());
+    let ys = || {
+        all()
+            .flat_map(|p| [p.1, p.2.map_or(p.1, |q| q.0), p.2.map_or(p.1, |q| q.1)])
+            .chain(f.hlines.iter().map(|h| h.0))
+    };
+    let log_x = f.ticks.is_none() && all().all(|p| p.0 > 0.0);
+    let log_y = ys().all(|y| y > 0.0) && {
+        let (lo, hi) = range(ys(), false);
+        hi / lo.max(1e-300) > 20.0
+    };
+    let (mut x0, mut x1) = range(all().map(|p| p.0), log_x);
+    let (mut y0, mut y1) = range(ys(), log_y);
+    if f.diagonal {
+        (x0, x1) = (x0.min(y0), x1.max(y1));
+        (y0, y1) = (x0, x1);
+    }
+    let mut cb = ChartBuilder::on(&body);
+    cb.margin(14).x_label_area_size(44).y_label_area_size(70);
+    macro_rules! plot {
+        ($xr:expr, $yr:expr) => {{
+            let mut chart = cb.build_cartesian_2d($xr, $yr).map_err(e)?;
+            let ticks = f.ticks.clone();
+            chart
+                .configure_mesh()
+                .x_desc(f.x_label.as_str())
+                .y_desc(f.y_label.as_str())
+                .x_label_formatter(&|x: &f64| match &ticks {
+                    Some(t) => t
+                        .get(x.round() as usize)
+                        .filter(|_| (x - x.round()).abs() < 1e-6)
+                        .cloned()
+                        .unwrap_or_default(),
+                    None => fit::fmt_num(*x),
+                })
+                .y_label_formatter(&|y: &f64| fit::fmt_num(*y))
+                .draw()
+                .map_err(e)?;
+            if f.diagonal {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(x0, x0), (x1, x1)],
+                        RGBColor(150, 150, 150).stroke_width(1),
+                    ))
+                    .map_err(e)?
+                    .label("measured = printed")
+                    .legend(|(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], RGBColor(150, 150, 150))
+                    });
+            }
+            for (v, name) in &f.hlines {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(x0, *v), (x1, *v)],
+                        RGBColor(200, 60, 60).stroke_width(1),
+                    ))
+                    .map_err(e)?
+                    .label(name.as_str())
+                    .legend(|(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], RGBColor(200, 60, 60))
+                    });
+            }
+            for s in &f.series {
+                let c = s.color;
+                if s.line {
+                    chart
+                        .draw_series(LineSeries::new(
+                            s.points.iter().map(|p| (p.0, p.1)),
+                            c.stroke_width(2),
+                        ))
+                        .map_err(e)?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| {
+                            PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2))
+                        });
+                }
+                chart
+                    .draw_series(s.points.iter().filter_map(|p| {
+                        p.2.map(|(lo, hi)| {
+                            PathElement::new([(p.0, lo), (p.0, hi)], c.stroke_width(1))
+                        })
+                    }))
+                    .map_err(e)?;
+                if !s.line {
+                    chart
+                        .draw_series(
+                            s.points
+                                .iter()
+                                .map(|p| Circle::new((p.0, p.1), 4, c.filled())),
+                        )
+                        .map_err(e)?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+                }
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(180, 180, 180))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(e)?;
+        }};
+    }
+    match (log_x, log_y) {
+        (true, true) => plot!((x0..x1).log_scale(), (y0..y1).log_scale()),
+        (true, false) => plot!((x0..x1).log_scale(), y0..y1),
+        (false, true) => plot!(x0..x1, (y0..y1).log_scale()),
+        (false, false) => plot!(x0..x1, y0..y1),
+    }
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+/// Greedy word wrap at `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![];
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+pub fn file_stem(id: &str) -> String {
+    id.replace('/', "__")
+}
+
+/// Draw `fig` to `<dir>/<stem>.svg` and `.png`.
+pub fn write_figure(dir: &Path, stem: &str, fig: &Figure) -> std::io::Result<()> {
+    register_font();
+    std::fs::create_dir_all(dir)?;
+    let mut svg = String::new();
+    draw(
+        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        fig,
+    )
+    .map_err(std::io::Error::other)?;
+    crate::run::record::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
+    // The bitmap backend writes the file itself: draw to a temporary name, then rename.
+    let png = dir.join(format!("{stem}.png"));
+    let tmp = dir.join(format!(".{stem}.tmp-{}.png", std::process::id()));
+    draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), fig).map_err(std::io::Error::other)?;
+    std::fs::rename(&tmp, &png)
+}
+
+/// Draw every claim's figure; returns claim id → file stem for the report to link.
+pub fn write_figures(
+    dir: &Path,
+    manifest: &Manifest,
+    summary: &super::Summary,
+    records: &BTreeMap<String, CaseRecord>,
+) -> std::io::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for claim in &manifest.claims {
+        let Some(result) = summary.claims.iter().find(|r| r.id == claim.id) else {
+            continue;
+        };
+        if result.verdict == Verdict::Skipped {
+            continue;
+        }
+        let Some(data) = claim_data(claim, records) else {
+            continue;
+        };
+        if let Some(fig) = figure_for(claim, result, &data) {
+            let stem = file_stem(&claim.id);
+            write_figure(dir, &stem, &fig)?;
+            out.insert(claim.id.clone(), stem);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! How each experiment kind expands into cases, runs one case, and assembles its cases back
+//! into the claim's table of values.
+
+use super::seed::Rng;
+use crate::compute::{budget, Category, Count, ModelConfig};
+use crate::suite::{Experiment, Measure, Quantity};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// One unit of work: one row of a claim, one replicate.
+#[derive(Clone, Debug)]
+pub struct CaseSpec {
+    pub row: String,
+    pub replicate: u32,
+    /// Everything the case depends on (hashed into its id).
+    pub payload: Value,
+}
+
+pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
+    let one = |row: String, payload: Value| CaseSpec {
+        row,
+        replicate: 0,
+        payload,
+    };
+    match e {
+        Experiment::Table(t) => t
+            .rows
+            .iter()
+            .map(|r| {
+                one(
+                    r.label.clone(),
+                    json!({"model": r.model, "measures": t.measures}),
+                )
+            })
+            .collect(),
+        Experiment::PowerLaws(p) => p
+            .laws
+            .iter()
+            .flat_map(|l| {
+                l.at.iter().map(move |pt| {
+                    one(
+                        format!("{} @ {}", l.name, pt.label),
+                        json!({"law": [l.a, l.b], "point": pt}),
+                    )
+                })
+            })
+            .collect(),
+        Experiment::TrainingBudget(b) => b
+            .stages
+            .iter()
+            .map(|s| {
+                one(
+                    s.label.clone(),
+                    json!({"stage": s, "convention": b.convention}),
+                )
+            })
+            .collect(),
+        Experiment::SyntheticPowerLaw(s) => {
+            let reps = seeds.unwrap_or(s.replicates).max(1);
+            s.x.iter()
+                .flat_map(|x| {
+                    (0..reps).map(move |r| CaseSpec {
+                        row: format!("x={x}"),
+                        replicate: r,
+                        payload: json!({"x": x, "series": s.series, "noise": s.noise}),
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// The count a measure looks at: the whole model or one named part.
+fn counted(model: &ModelConfig, part: Option<&str>) -> Result<Count, String> {
+    let tally = model.count();
+    match part {
+        None => Ok(tally.total()),
+        Some(p) => tally
+            .breakdown()
+            .into_iter()
+            .find(|(n, _)| n == p)
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                let names: Vec<String> = tally.breakdown().into_iter().map(|(n, _)| n).collect();
+                format!("model has no part `{p}` (parts: {})", names.join(", "))
+            }),
+    }
+}
+
+/// Evaluate one measure on one model (before any `relative_to`).
+pub fn measure(model: &ModelConfig, m: &Measure) -> Result<f64, String> {
+    let c = counted(model, m.part.as_deref())?;
+    let only: Option<&[Category]> = m.only.as_deref();
+    let fwd = || m.convention.forward(&c, only);
+    let v = match m.quantity {
+        Quantity::Params => c.params as f64,
+        Quantity::ParamsWithFrozen => (c.params + c.frozen) as f64,
+        Quantity::Forward => fwd(),
+        Quantity::Training => {
+            budget::training_compute(fwd(), m.batch.unwrap_or(0.0), m.steps.unwrap_or(0.0))
+        }
+        Quantity::Sampling => budget::sampling_cost(fwd(), m.steps.unwrap_or(0.0), m.guided),
+    };
+    Ok(v / m.unit / m.per.unwrap_or(1.0))
+}
+
+/// Run one case. `Err` is a reason the case failed (recorded, never reused).
+pub fn execute(
+    e: &Experiment,
+    case: &CaseSpec,
+    seed: u64,
+) -> Result<BTreeMap<String, f64>, String> {
+    let mut out = BTreeMap::new();
+    match e {
+        Experiment::Table(t) => {
+            let row = t
+                .rows
+                .iter()
+                .find(|r| r.label == case.row)
+                .ok_or("row vanished")?;
+            if let Some(model) = &row.model {
+                for (name, m) in &t.measures {
+                    out.insert(name.clone(), measure(model, m)?);
+                }
+            }
+        }
+        Experiment::PowerLaws(p) => {
+            let (law, pt) = p
+                .laws
+                .iter()
+                .find_map(|l| {
+                    l.at.iter()
+                        .find(|a| format!("{} @ {}", l.name, a.label) == case.row)
+                        .map(|a| (l, a))
+                })
+                .ok_or("law point vanished")?;
+            let x = match (&pt.x, &pt.model, &pt.measure) {
+                (Some(x), _, _) => *x,
+                (None, Some(model), Some(m)) => measure(model, m)?,
+                _ => return Err("law point has no x".into()),
+            };
+            out.insert("x".into(), x);
+            out.insert("y".into(), law.a * x.powf(law.b));
+        }
+        Experiment::TrainingBudget(b) => {
+            let s = b
+                .stages
+                .iter()
+                .find(|s| s.label == case.row)
+                .ok_or("stage vanished")?;
+            let fwd = b.convention.forward(&s.model.count().total(), None);
+            out.insert("forward".into(), fwd);
+            out.insert(
+                "training".into(),
+                budget::training_compute(fwd, s.batch, s.steps),
+            );
+        }
+        Experiment::SyntheticPowerLaw(s) => {
+            let x = case.payload["x"].as_f64().ok_or("no x")?;
+            let mut rng = Rng::new(seed);
+            out.insert("x".into(), x);
+            for series in &s.series {
+                out.insert(
+                    series.name.clone(),
+                    series.a * x.powf(series.b) * (s.noise * rng.normal()).exp(),
+                );
+            }
+        }
+    }
+    if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(format!("`{k}` is not finite ({v})"));
+    }
+    Ok(out)
+}
+
+/// A claim's values: per column, per row, the replicate values.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimData {
+    pub rows: Vec<String>,
+    pub measured: BTreeMap<String, Vec<Vec<f64>>>,
+    pub printed: BTreeMap<String, Vec<Option<f64>>>,
+    pub scalars: BTreeMap<String, f64>,
+}
+
+/// Gather case values (row, replicate, values) into the claim's table and derive scalars.
+pub fn assemble(
+    e: &Experiment,
+    rows: &[String],
+    cases: &[(String, u32, BTreeMap<String, f64>)],
+) -> ClaimData {
+    let mut d = ClaimData {
+        rows: rows.to_vec(),
+        ..Default::default()
+    };
+    let mut sorted: Vec<_> = cases.iter().collect();
+    sorted.sort_by_key(|(_, rep, _)| *rep);
+    for (row, _, values) in sorted {
+        let Some(i) = rows.iter().position(|r| r == row) else {
+            continue;
+        };
+        for (k, v) in values {
+            d.measured
+                .entry(k.clone())
+                .or_insert_with(|| vec![vec![]; rows.len()])[i]
+                .push(*v);
+        }
+    }
+    match e {
+        Experiment::Table(t) => {
+            for r in &t.rows {
+                for k in r.printed.keys() {
+                    d.printed
+                        .entry(k.clone())
+                        .or_insert_with(|| vec![None; rows.len()]);
+                }
+            }
+            for (i, r) in t.rows.iter().enumerate() {
+                for (k, v) in &r.printed {
+                    d.printed.get_mut(k).expect("created above")[i] = Some(*v);
+                }
+            }
+            for (name, m) in &t.measures {
+                let Some(base_row) = &m.relative_to else {
+                    continue;
+                };
+                let Some(col) = d.measured.get_mut(name) else {
+                    continue;
+                };
+                let bi = rows.iter().position(|r| r == base_row).expect("validated");
+                let base = col[bi].first().copied().unwrap_or(f64::NAN);
+                col.iter_mut().flatten().for_each(|v| *v /= base);
+            }
+        }
+        Experiment::TrainingBudget(b) => {
+            let total: f64 = d
+                .measured
+                .get("training")
+                .map(|c| c.iter().flatten().sum())
+                .unwrap_or(0.0);
+            let h = &b.hardware;
+            let gpu_hours = h.gpus * h.days * 24.0;
+            d.scalars.insert("total_training".into(), total);
+            d.scalars.insert("gpu_hours".into(), gpu_hours);
+            d.scalars.insert(
+                "utilisation".into(),
+                total / (h.gpus * h.peak_flops * h.days * 86_400.0),
+            );
+            if let Some(dollars) = h.dollars {
+                d.scalars
+                    .insert("dollars_per_gpu_hour".into(), dollars / gpu_hours);
+            }
+        }
+        Experiment::PowerLaws(_) | Experiment::SyntheticPowerLaw(_) => {}
+    }
+    d
+}

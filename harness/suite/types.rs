@@ -1,0 +1,452 @@
+//! The suite vocabulary: a closed, typed set of experiments, fits and checks.
+//!
+//! Unknown fields are rejected everywhere, and no YAML value is ever evaluated as code. The
+//! JSON Schema that `diffscale schema` prints is generated from these types.
+
+use crate::compute::{Category, Convention, ModelConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A suite file as written (after `include:` and `use:` are resolved).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteDoc {
+    /// Short name; every claim id starts with it (`<suite>/<name>`).
+    pub suite: String,
+    /// Bump on any change of meaning. Recorded in every result.
+    pub version: u32,
+    pub title: String,
+    /// Citation of the paper the claims come from.
+    #[serde(default)]
+    pub paper: Option<String>,
+    /// YAML files whose top-level keys this file extends; paths relative to this file.
+    #[serde(default, skip_serializing)]
+    pub include: Option<Vec<String>>,
+    /// Named YAML fragments. Any mapping may contain `use: NAME` to start from one; its own
+    /// keys override the template's.
+    #[serde(default, skip_serializing)]
+    pub templates: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
+    pub claims: Vec<ClaimDoc>,
+}
+
+/// Resampling settings for intervals (percentile bootstrap).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    #[serde(default = "default_resamples")]
+    pub resamples: u32,
+    /// Two-sided confidence level of every interval.
+    #[serde(default = "default_level")]
+    pub level: f64,
+}
+
+fn default_resamples() -> u32 {
+    2000
+}
+fn default_level() -> f64 {
+    0.95
+}
+
+impl Default for Bootstrap {
+    fn default() -> Self {
+        Bootstrap {
+            resamples: default_resamples(),
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimDoc {
+    /// Stable id `<suite>/<name>`: results, baselines and CI refer to it.
+    pub id: String,
+    /// The claim in words.
+    pub claim: String,
+    /// Where the paper makes it: table, figure or section.
+    pub source: String,
+    /// What to run. `profiles:` inside it overrides fields per profile, or skips the claim
+    /// there with `{skip: "reason"}`.
+    #[schemars(schema_with = "experiment_schema")]
+    pub experiment: serde_json::Value,
+    #[serde(default)]
+    pub fit: Option<FitSpec>,
+    /// The checks; the claim's verdict is the worst of theirs.
+    pub expect: Vec<Check>,
+}
+
+fn experiment_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut s = g.subschema_for::<Experiment>();
+    let profiles = g.subschema_for::<BTreeMap<Profile, serde_json::Value>>();
+    if let Some(obj) = s.as_object_mut() {
+        obj.insert(
+            "description".into(),
+            "What to run; `profiles: {PROFILE: {field overrides} | {skip: reason}}` is allowed too.".into(),
+        );
+    }
+    schemars::json_schema!({ "allOf": [s, { "properties": { "profiles": profiles } }] })
+}
+
+/// The scale a run works at.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Seconds; what the tests run.
+    Smoke,
+    /// The default: minutes on 2 CPU cores.
+    Cpu,
+    /// One GPU, about an hour.
+    Gpu,
+    /// The papers' own settings.
+    Paper,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [Profile::Smoke, Profile::Cpu, Profile::Gpu, Profile::Paper];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Smoke => "smoke",
+            Profile::Cpu => "cpu",
+            Profile::Gpu => "gpu",
+            Profile::Paper => "paper",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// What a claim runs. Each kind expands into cases; each case yields a row of named values.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Experiment {
+    /// Rows of models and/or printed numbers; measures computed analytically from each model.
+    Table(TableExp),
+    /// Printed power laws y = a·x^b evaluated at points (given, or computed from models).
+    PowerLaws(PowerLawsExp),
+    /// Training FLOPs of a staged schedule set against a hardware budget.
+    TrainingBudget(BudgetExp),
+    /// Seeded synthetic power laws with known truth: calibrates fits, intervals and checks.
+    SyntheticPowerLaw(SyntheticExp),
+}
+
+impl Experiment {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Experiment::Table(_) => "table",
+            Experiment::PowerLaws(_) => "power_laws",
+            Experiment::TrainingBudget(_) => "training_budget",
+            Experiment::SyntheticPowerLaw(_) => "synthetic_power_law",
+        }
+    }
+
+    /// Analytic experiments are exact: one replicate, no seeds.
+    pub fn is_analytic(&self) -> bool {
+        !matches!(self, Experiment::SyntheticPowerLaw(_))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableExp {
+    pub rows: Vec<Row>,
+    /// Columns computed from each row's model.
+    #[serde(default)]
+    pub measures: BTreeMap<String, Measure>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub label: String,
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+    /// The paper's printed numbers for this row, by column name (cite the table in `source`).
+    #[serde(default)]
+    pub printed: BTreeMap<String, f64>,
+}
+
+/// A number computed from a model config.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    pub quantity: Quantity,
+    /// How MACs become the printed number (forward, training and sampling quantities).
+    #[serde(default)]
+    pub convention: Convention,
+    /// Count only these categories of MACs.
+    #[serde(default)]
+    pub only: Option<Vec<Category>>,
+    /// Count only this part of the model (e.g. `backbone`, `mixer`; see `diffscale flops`).
+    #[serde(default)]
+    pub part: Option<String>,
+    /// Report in units of this size (1e9 for G or B).
+    #[serde(default = "one")]
+    pub unit: f64,
+    /// Divide by this constant (e.g. a baseline's printed cost).
+    #[serde(default)]
+    pub per: Option<f64>,
+    /// Divide by this measure's value on the row with this label.
+    #[serde(default)]
+    pub relative_to: Option<String>,
+    /// Training quantity: samples per step.
+    #[serde(default)]
+    pub batch: Option<f64>,
+    /// Training quantity: optimizer steps; sampling quantity: sampler steps.
+    #[serde(default)]
+    pub steps: Option<f64>,
+    /// Sampling quantity: classifier-free guidance doubles the evaluations.
+    #[serde(default)]
+    pub guided: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// Trainable parameters.
+    Params,
+    /// Trainable plus frozen parameters.
+    ParamsWithFrozen,
+    /// Forward cost of one sample.
+    Forward,
+    /// 3 × forward × batch × steps.
+    Training,
+    /// Forward × steps (× 2 when guided).
+    Sampling,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PowerLawsExp {
+    pub laws: Vec<Law>,
+}
+
+/// y = a · x^b as printed.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Law {
+    pub name: String,
+    pub a: f64,
+    pub b: f64,
+    /// What x is, in words and units.
+    pub x_is: String,
+    pub at: Vec<LawPoint>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LawPoint {
+    pub label: String,
+    /// x given directly (cite it in the claim's source).
+    #[serde(default)]
+    pub x: Option<f64>,
+    /// x computed from a model.
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+    #[serde(default)]
+    pub measure: Option<Measure>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetExp {
+    pub stages: Vec<Stage>,
+    #[serde(default = "flops")]
+    pub convention: Convention,
+    pub hardware: Hardware,
+}
+
+fn flops() -> Convention {
+    Convention::Flops
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub label: String,
+    pub model: ModelConfig,
+    pub batch: f64,
+    pub steps: f64,
+}
+
+/// A training budget as published.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    pub gpus: f64,
+    /// Dense peak of one GPU in FLOP/s at the training precision.
+    pub peak_flops: f64,
+    pub days: f64,
+    /// Total cost in dollars, if published.
+    #[serde(default)]
+    pub dollars: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticExp {
+    /// Series y = a·x^b, each observed with multiplicative log-normal noise.
+    pub series: Vec<Series>,
+    pub x: Vec<f64>,
+    /// Standard deviation of the noise in log y.
+    pub noise: f64,
+    /// Independent seeded replicates per x (overridden by `--seeds`).
+    pub replicates: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Series {
+    pub name: String,
+    pub a: f64,
+    pub b: f64,
+}
+
+/// A fit over the claim's rows; its outputs are `fit.exponent`, `fit.prefactor`, `fit.r2`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FitSpec {
+    pub power_law: PowerLawFit,
+}
+
+/// log y = log a + b log x by least squares, with a bootstrap interval.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PowerLawFit {
+    pub x: String,
+    pub y: String,
+}
+
+/// One expectation. Column names are a measure (`gflops`), a printed column
+/// (`printed.gflops`), a fit output (`fit.exponent`) or a derived value of the experiment.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Each row's `value` lies within `abs` or `rel` of `reference` (default: the printed
+    /// column of the same name), after dividing the reference by `divide`.
+    Within(WithinCheck),
+    /// `of` (each row, or a single value) lies in [min, max].
+    Band(BandCheck),
+    /// `y` moves in `direction` as `x` grows, at every step.
+    Monotone(MonotoneCheck),
+    /// A rank correlation between two columns lies in [min, max].
+    Correlation(CorrelationCheck),
+    /// `better` ranks `y` more strongly than `than` does (|ρ| larger, bootstrap interval > 0).
+    RanksBetter(RanksBetterCheck),
+    /// Series `a − b` changes sign along `x`, at an x in [min, max].
+    Crossover(CrossoverCheck),
+}
+
+/// A row the paper is known to print wrongly. The row must violate the check; its verdict is
+/// then ERRATUM with this explanation. If it satisfies the check, the claim FAILS: a declared
+/// erratum that does not show is itself a finding.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Erratum {
+    pub row: String,
+    pub why: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WithinCheck {
+    pub value: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub divide: Option<f64>,
+    #[serde(default)]
+    pub abs: Option<f64>,
+    #[serde(default)]
+    pub rel: Option<f64>,
+    /// Only these rows (default: every row with both values).
+    #[serde(default)]
+    pub rows: Option<Vec<String>>,
+    #[serde(default)]
+    pub errata: Vec<Erratum>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BandCheck {
+    pub of: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub rows: Option<Vec<String>>,
+    #[serde(default)]
+    pub errata: Vec<Erratum>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Increasing,
+    Decreasing,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonotoneCheck {
+    pub x: String,
+    pub y: String,
+    pub direction: Direction,
+    #[serde(default)]
+    pub rows: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RankMethod {
+    #[default]
+    Spearman,
+    Kendall,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationCheck {
+    pub x: String,
+    pub y: String,
+    #[serde(default)]
+    pub method: RankMethod,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RanksBetterCheck {
+    pub y: String,
+    pub better: String,
+    pub than: String,
+    #[serde(default)]
+    pub method: RankMethod,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CrossoverCheck {
+    pub x: String,
+    pub a: String,
+    pub b: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}

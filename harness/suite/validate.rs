@@ -1,0 +1,548 @@
+//! Semantic validation: everything the types cannot say. Each problem comes back with the path
+//! of the offending value, which the loader turns into `file:line:col`.
+
+use super::types::*;
+use super::yaml::Step;
+use crate::compute::ModelConfig;
+use std::collections::BTreeSet;
+
+pub type Problems = Vec<(Vec<Step>, String)>;
+
+fn positive(v: f64) -> bool {
+    v > 0.0
+}
+
+fn k(s: &str) -> Step {
+    Step::Key(s.to_string())
+}
+
+/// Integers beyond this in a model config are typos, not models.
+const ABSURD: i64 = 10_000_000;
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub fn suite(doc: &SuiteDoc) -> Problems {
+    let mut p = vec![];
+    if !valid_name(&doc.suite) {
+        p.push((
+            vec![k("suite")],
+            "suite names use lowercase letters, digits, `-` and `_`".to_string(),
+        ));
+    }
+    if doc.version == 0 {
+        p.push((vec![k("version")], "version starts at 1".to_string()));
+    }
+    if doc.claims.is_empty() {
+        p.push((
+            vec![k("claims")],
+            "a suite needs at least one claim".to_string(),
+        ));
+    }
+    if !(doc.bootstrap.level > 0.5 && doc.bootstrap.level < 1.0) {
+        p.push((
+            vec![k("bootstrap"), k("level")],
+            "the confidence level must be in (0.5, 1)".to_string(),
+        ));
+    }
+    if !(100..=1_000_000).contains(&doc.bootstrap.resamples) {
+        p.push((
+            vec![k("bootstrap"), k("resamples")],
+            "resamples must be between 100 and 1,000,000".to_string(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in doc.claims.iter().enumerate() {
+        let at = |f: &str| vec![k("claims"), Step::Index(i), k(f)];
+        match c.id.split_once('/') {
+            Some((s, name)) if s == doc.suite && valid_name(name) => {}
+            _ => p.push((
+                at("id"),
+                format!("claim ids are `{}/<name>` with a lowercase name", doc.suite),
+            )),
+        }
+        if !seen.insert(c.id.clone()) {
+            p.push((at("id"), format!("duplicate claim id `{}`", c.id)));
+        }
+        if c.claim.trim().is_empty() {
+            p.push((at("claim"), "say the claim in words".to_string()));
+        }
+        if c.source.trim().is_empty() {
+            p.push((
+                at("source"),
+                "cite the table, figure or section".to_string(),
+            ));
+        }
+        if c.expect.is_empty() {
+            p.push((at("expect"), "a claim needs at least one check".to_string()));
+        }
+    }
+    p
+}
+
+fn model(m: &ModelConfig, at: Vec<Step>, p: &mut Problems) {
+    fn walk(v: &serde_json::Value, at: Vec<Step>, p: &mut Problems) {
+        match v {
+            serde_json::Value::Object(o) => o.iter().for_each(|(key, v)| {
+                walk(v, at.iter().cloned().chain([k(key)]).collect(), p);
+            }),
+            serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| {
+                walk(v, at.iter().cloned().chain([Step::Index(i)]).collect(), p);
+            }),
+            serde_json::Value::Number(n) if n.as_i64().is_some_and(|i| i > ABSURD) => {
+                p.push((
+                    at,
+                    format!("absurd value {n} (model sizes above {ABSURD} are rejected)"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    walk(&serde_json::to_value(m).unwrap_or_default(), at.clone(), p);
+    for (field, msg) in m.validate() {
+        p.push((
+            at.iter().cloned().chain([k(&field)]).collect(),
+            format!("{field} {msg}"),
+        ));
+    }
+}
+
+fn measure(m: &Measure, at: Vec<Step>, p: &mut Problems) {
+    let sub = |f: &str| at.iter().cloned().chain([k(f)]).collect::<Vec<_>>();
+    if !positive(m.unit) {
+        p.push((sub("unit"), "unit must be positive".into()));
+    }
+    if m.per.is_some_and(|d| d == 0.0) {
+        p.push((sub("per"), "cannot divide by zero".into()));
+    }
+    let positive = |v: Option<f64>| v.is_none_or(|x| x > 0.0);
+    if !positive(m.batch) {
+        p.push((sub("batch"), "batch must be positive".into()));
+    }
+    if !positive(m.steps) {
+        p.push((sub("steps"), "steps must be positive".into()));
+    }
+    match m.quantity {
+        Quantity::Training if m.batch.is_none() || m.steps.is_none() => {
+            p.push((at, "a training quantity needs `batch` and `steps`".into()))
+        }
+        Quantity::Sampling if m.steps.is_none() => {
+            p.push((at, "a sampling quantity needs `steps`".into()))
+        }
+        _ => {}
+    }
+}
+
+fn unique_labels<'a>(
+    labels: impl Iterator<Item = &'a str>,
+    at: impl Fn(usize) -> Vec<Step>,
+    p: &mut Problems,
+) {
+    let mut seen = BTreeSet::new();
+    for (i, l) in labels.enumerate() {
+        if l.trim().is_empty() {
+            p.push((at(i), "labels cannot be empty".into()));
+        } else if !seen.insert(l.to_string()) {
+            p.push((at(i), format!("duplicate label `{l}`")));
+        }
+    }
+}
+
+/// Paths here are relative to the experiment node.
+pub fn experiment(e: &Experiment) -> Problems {
+    let mut p = vec![];
+    match e {
+        Experiment::Table(t) => {
+            if t.rows.is_empty() {
+                p.push((vec![k("rows")], "the table has no rows".into()));
+            }
+            unique_labels(
+                t.rows.iter().map(|r| r.label.as_str()),
+                |i| vec![k("rows"), Step::Index(i), k("label")],
+                &mut p,
+            );
+            for (i, r) in t.rows.iter().enumerate() {
+                if let Some(m) = &r.model {
+                    model(m, vec![k("rows"), Step::Index(i), k("model")], &mut p);
+                }
+            }
+            for (name, m) in &t.measures {
+                measure(m, vec![k("measures"), k(name)], &mut p);
+                if let Some(rel) = &m.relative_to {
+                    if !t.rows.iter().any(|r| &r.label == rel) {
+                        p.push((
+                            vec![k("measures"), k(name), k("relative_to")],
+                            format!("no row labelled `{rel}`"),
+                        ));
+                    }
+                }
+                if !t.rows.iter().any(|r| r.model.is_some()) {
+                    p.push((
+                        vec![k("measures"), k(name)],
+                        "measures need rows with a `model`".into(),
+                    ));
+                }
+            }
+        }
+        Experiment::PowerLaws(pl) => {
+            if pl.laws.is_empty() {
+                p.push((vec![k("laws")], "no laws to evaluate".into()));
+            }
+            for (i, law) in pl.laws.iter().enumerate() {
+                let at = |f: &str| vec![k("laws"), Step::Index(i), k(f)];
+                if law.at.is_empty() {
+                    p.push((at("at"), "no points to evaluate the law at".into()));
+                }
+                unique_labels(
+                    law.at.iter().map(|x| x.label.as_str()),
+                    |j| vec![k("laws"), Step::Index(i), k("at"), Step::Index(j)],
+                    &mut p,
+                );
+                for (j, pt) in law.at.iter().enumerate() {
+                    let here = vec![k("laws"), Step::Index(i), k("at"), Step::Index(j)];
+                    match (&pt.x, &pt.model, &pt.measure) {
+                        (Some(x), None, None) if *x > 0.0 => {}
+                        (Some(_), None, None) => p.push((here, "x must be positive".into())),
+                        (None, Some(m), Some(ms)) => {
+                            model(
+                                m,
+                                here.iter().cloned().chain([k("model")]).collect(),
+                                &mut p,
+                            );
+                            measure(
+                                ms,
+                                here.iter().cloned().chain([k("measure")]).collect(),
+                                &mut p,
+                            );
+                        }
+                        _ => p.push((
+                            here,
+                            "give either `x`, or both `model` and `measure`".into(),
+                        )),
+                    }
+                }
+            }
+        }
+        Experiment::TrainingBudget(b) => {
+            if b.stages.is_empty() {
+                p.push((vec![k("stages")], "no training stages".into()));
+            }
+            unique_labels(
+                b.stages.iter().map(|s| s.label.as_str()),
+                |i| vec![k("stages"), Step::Index(i), k("label")],
+                &mut p,
+            );
+            for (i, s) in b.stages.iter().enumerate() {
+                let at = |f: &str| vec![k("stages"), Step::Index(i), k(f)];
+                model(&s.model, at("model"), &mut p);
+                if !positive(s.batch) {
+                    p.push((at("batch"), "batch must be positive".into()));
+                }
+                if !positive(s.steps) {
+                    p.push((at("steps"), "steps must be positive".into()));
+                }
+            }
+            let h = &b.hardware;
+            for (f, v) in [
+                ("gpus", h.gpus),
+                ("peak_flops", h.peak_flops),
+                ("days", h.days),
+            ] {
+                if !positive(v) {
+                    p.push((vec![k("hardware"), k(f)], format!("{f} must be positive")));
+                }
+            }
+        }
+        Experiment::SyntheticPowerLaw(s) => {
+            if s.series.is_empty() {
+                p.push((vec![k("series")], "no series".into()));
+            }
+            unique_labels(
+                s.series.iter().map(|x| x.name.as_str()),
+                |i| vec![k("series"), Step::Index(i), k("name")],
+                &mut p,
+            );
+            if s.x.len() < 3 {
+                p.push((vec![k("x")], "a fit needs at least 3 x values".into()));
+            }
+            if let Some(i) = s.x.iter().position(|x| !positive(*x)) {
+                p.push((
+                    vec![k("x"), Step::Index(i)],
+                    "x values must be positive".into(),
+                ));
+            }
+            if !(s.noise >= 0.0 && s.noise < 10.0) {
+                p.push((vec![k("noise")], "noise must be in [0, 10)".into()));
+            }
+            if !(1..=10_000).contains(&s.replicates) {
+                p.push((
+                    vec![k("replicates")],
+                    "replicates must be between 1 and 10,000".into(),
+                ));
+            }
+        }
+    }
+    p
+}
+
+/// The names a check may refer to in one experiment.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub measured: BTreeSet<String>,
+    pub printed: BTreeSet<String>,
+    pub scalars: BTreeSet<String>,
+    pub rows: Vec<String>,
+}
+
+pub fn columns(e: &Experiment) -> Columns {
+    let mut c = Columns::default();
+    match e {
+        Experiment::Table(t) => {
+            c.measured = t.measures.keys().cloned().collect();
+            c.printed = t
+                .rows
+                .iter()
+                .flat_map(|r| r.printed.keys().cloned())
+                .collect();
+            c.rows = t.rows.iter().map(|r| r.label.clone()).collect();
+        }
+        Experiment::PowerLaws(pl) => {
+            c.measured = ["x", "y"].map(String::from).into();
+            c.rows = pl
+                .laws
+                .iter()
+                .flat_map(|l| {
+                    l.at.iter()
+                        .map(move |a| format!("{} @ {}", l.name, a.label))
+                })
+                .collect();
+        }
+        Experiment::TrainingBudget(b) => {
+            c.measured = ["forward", "training"].map(String::from).into();
+            c.scalars = ["total_training", "utilisation", "gpu_hours"]
+                .map(String::from)
+                .into();
+            if b.hardware.dollars.is_some() {
+                c.scalars.insert("dollars_per_gpu_hour".into());
+            }
+            c.rows = b.stages.iter().map(|s| s.label.clone()).collect();
+        }
+        Experiment::SyntheticPowerLaw(s) => {
+            c.measured = s
+                .series
+                .iter()
+                .map(|x| x.name.clone())
+                .chain(["x".to_string()])
+                .collect();
+            c.rows = s.x.iter().map(|x| format!("x={x}")).collect();
+        }
+    }
+    c
+}
+
+/// A column reference as written in a check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColRef {
+    Measured(String),
+    Printed(String),
+    Fit(String),
+    Scalar(String),
+}
+
+pub const FIT_OUTPUTS: [&str; 3] = ["exponent", "prefactor", "r2"];
+
+/// Resolve `name` against the experiment's columns; `Err` says what exists.
+pub fn resolve(name: &str, cols: &Columns, has_fit: bool) -> Result<ColRef, String> {
+    if let Some(p) = name.strip_prefix("printed.") {
+        return if cols.printed.contains(p) {
+            Ok(ColRef::Printed(p.into()))
+        } else {
+            Err(format!(
+                "no printed column `{p}` (printed: {})",
+                join(&cols.printed)
+            ))
+        };
+    }
+    if let Some(f) = name.strip_prefix("fit.") {
+        return if !has_fit {
+            Err("the claim has no `fit`".into())
+        } else if FIT_OUTPUTS.contains(&f) {
+            Ok(ColRef::Fit(f.into()))
+        } else {
+            Err(format!(
+                "fits give `fit.exponent`, `fit.prefactor` and `fit.r2`, not `{name}`"
+            ))
+        };
+    }
+    if cols.measured.contains(name) {
+        Ok(ColRef::Measured(name.into()))
+    } else if cols.scalars.contains(name) {
+        Ok(ColRef::Scalar(name.into()))
+    } else {
+        let all: BTreeSet<String> = cols.measured.iter().chain(&cols.scalars).cloned().collect();
+        Err(format!(
+            "no column `{name}` (measured: {}; printed ones are `printed.NAME`)",
+            join(&all)
+        ))
+    }
+}
+
+fn join(s: &BTreeSet<String>) -> String {
+    if s.is_empty() {
+        "none".into()
+    } else {
+        s.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// What a check refers to, for validation.
+struct CheckRefs<'a> {
+    kind: &'static str,
+    refs: Vec<(&'static str, &'a String)>,
+    rows: Option<&'a Vec<String>>,
+    errata: &'a [Erratum],
+    band: Option<(Option<f64>, Option<f64>)>,
+}
+
+fn check_refs(chk: &Check) -> CheckRefs<'_> {
+    let plain = |kind, refs| CheckRefs {
+        kind,
+        refs,
+        rows: None,
+        errata: &[],
+        band: None,
+    };
+    match chk {
+        Check::Within(w) => {
+            let mut refs = vec![("value", &w.value)];
+            refs.extend(w.reference.as_ref().map(|x| ("reference", x)));
+            CheckRefs {
+                kind: "within",
+                refs,
+                rows: w.rows.as_ref(),
+                errata: &w.errata,
+                band: None,
+            }
+        }
+        Check::Band(b) => CheckRefs {
+            kind: "band",
+            refs: vec![("of", &b.of)],
+            rows: b.rows.as_ref(),
+            errata: &b.errata,
+            band: Some((b.min, b.max)),
+        },
+        Check::Monotone(m) => CheckRefs {
+            rows: m.rows.as_ref(),
+            ..plain("monotone", vec![("x", &m.x), ("y", &m.y)])
+        },
+        Check::Correlation(m) => CheckRefs {
+            band: Some((m.min, m.max)),
+            ..plain("correlation", vec![("x", &m.x), ("y", &m.y)])
+        },
+        Check::RanksBetter(m) => plain(
+            "ranks_better",
+            vec![("y", &m.y), ("better", &m.better), ("than", &m.than)],
+        ),
+        Check::Crossover(m) => CheckRefs {
+            band: Some((m.min, m.max)),
+            ..plain("crossover", vec![("x", &m.x), ("a", &m.a), ("b", &m.b)])
+        },
+    }
+}
+
+/// Paths here are relative to the claim node.
+pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
+    let cols = columns(e);
+    let has_fit = c.fit.is_some();
+    let mut p = vec![];
+    if let Some(f) = &c.fit {
+        for (field, v) in [("x", &f.power_law.x), ("y", &f.power_law.y)] {
+            if let Err(m) = resolve(v, &cols, false) {
+                p.push((vec![k("fit"), k("power_law"), k(field)], m));
+            }
+        }
+    }
+    for (i, chk) in c.expect.iter().enumerate() {
+        let CheckRefs {
+            kind,
+            refs,
+            rows,
+            errata,
+            band,
+        } = check_refs(chk);
+        let at = |f: &str| vec![k("expect"), Step::Index(i), k(kind), k(f)];
+        for (field, name) in refs {
+            if let Err(m) = resolve(name, &cols, has_fit) {
+                p.push((at(field), m));
+            }
+        }
+        if let Check::Within(w) = chk {
+            if w.reference.is_none()
+                && !cols
+                    .printed
+                    .contains(w.value.trim_start_matches("printed."))
+            {
+                p.push((
+                    at("value"),
+                    format!(
+                        "no printed column `{}` to compare with; give `reference`",
+                        w.value
+                    ),
+                ));
+            }
+            if w.abs.is_none() && w.rel.is_none() {
+                p.push((at("value"), "give a tolerance: `abs`, `rel` or both".into()));
+            }
+            if w.abs.is_some_and(|a| a.is_nan() || a < 0.0)
+                || w.rel.is_some_and(|r| r.is_nan() || r < 0.0)
+            {
+                p.push((at("abs"), "tolerances cannot be negative".into()));
+            }
+            if w.divide.is_some_and(|d| d == 0.0) {
+                p.push((at("divide"), "cannot divide by zero".into()));
+            }
+        }
+        if let Some((lo, hi)) = band {
+            match (lo, hi) {
+                (None, None) => p.push((at("min"), "a band needs `min`, `max` or both".into())),
+                (Some(a), Some(b)) if a > b => {
+                    p.push((at("min"), format!("inverted band: min {a} > max {b}")))
+                }
+                _ => {}
+            }
+        }
+        for (j, r) in rows.into_iter().flatten().enumerate() {
+            if !cols.rows.contains(r) {
+                p.push((
+                    vec![
+                        k("expect"),
+                        Step::Index(i),
+                        k(kind),
+                        k("rows"),
+                        Step::Index(j),
+                    ],
+                    format!("no row `{r}`"),
+                ));
+            }
+        }
+        for (j, er) in errata.iter().enumerate() {
+            if !cols.rows.contains(&er.row) {
+                p.push((
+                    vec![
+                        k("expect"),
+                        Step::Index(i),
+                        k(kind),
+                        k("errata"),
+                        Step::Index(j),
+                        k("row"),
+                    ],
+                    format!("no row `{}`", er.row),
+                ));
+            }
+        }
+    }
+    p
+}
