@@ -171,7 +171,7 @@ impl Tally {
 }
 
 /// Any model family diffscale can count (and, for the small configs, build).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     /// DiT (Peebles & Xie 2023), any block design.
@@ -182,6 +182,23 @@ pub enum ModelConfig {
     Pixart(PixArtConfig),
     /// MicroDiT (Sehwag et al. 2024): patch-mixer, masking, expert-choice MoE, layer-wise scaling.
     Microdit(MicroDitConfig),
+}
+
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::suite::yaml::{tagged, variant};
+        tagged(
+            d,
+            "family",
+            &["dit", "unet", "pixart", "microdit"],
+            |name, v| match name {
+                "dit" => variant(v).map(ModelConfig::Dit),
+                "unet" => variant(v).map(ModelConfig::Unet),
+                "pixart" => variant(v).map(ModelConfig::Pixart),
+                _ => variant(v).map(ModelConfig::Microdit),
+            },
+        )
+    }
 }
 
 impl ModelConfig {

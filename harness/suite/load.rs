@@ -48,7 +48,8 @@ pub(crate) fn typed<T: DeserializeOwned>(files: &Files, node: &Node) -> Result<T
                 _ => None,
             })
             .collect();
-        let msg = e.inner().to_string();
+        let (inner, msg) = super::yaml::split_inner_path(&e.inner().to_string());
+        let steps: Vec<Step> = steps.into_iter().chain(inner).collect();
         // An unknown field's position is its key; any other error points at the value.
         let loc = if msg.starts_with("unknown field") {
             node.locate(&steps)

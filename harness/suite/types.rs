@@ -124,7 +124,7 @@ impl Profile {
 }
 
 /// What a claim runs. Each kind expands into cases; each case yields a row of named values.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Experiment {
     /// Rows of models and/or printed numbers; measures computed analytically from each model.
@@ -135,6 +135,24 @@ pub enum Experiment {
     TrainingBudget(BudgetExp),
     /// Seeded synthetic power laws with known truth: calibrates fits, intervals and checks.
     SyntheticPowerLaw(SyntheticExp),
+}
+
+impl<'de> Deserialize<'de> for Experiment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use super::yaml::{tagged, variant};
+        let kinds = [
+            "table",
+            "power_laws",
+            "training_budget",
+            "synthetic_power_law",
+        ];
+        tagged(d, "kind", &kinds, |name, v| match name {
+            "table" => variant(v).map(Experiment::Table),
+            "power_laws" => variant(v).map(Experiment::PowerLaws),
+            "training_budget" => variant(v).map(Experiment::TrainingBudget),
+            _ => variant(v).map(Experiment::SyntheticPowerLaw),
+        })
+    }
 }
 
 impl Experiment {

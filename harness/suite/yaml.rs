@@ -338,6 +338,14 @@ pub fn parse_str(text: &str, path: &Path, file: usize) -> Result<Node, SuiteErro
             format!("invalid YAML: {msg}"),
         )
     })?;
+    if node.kind == Kind::Null {
+        return Err(SuiteError::at(
+            path,
+            1,
+            1,
+            "file has no YAML content: a suite needs `suite:`, `version:` and `claims:`".into(),
+        ));
+    }
     node.set_file(file);
     Ok(node)
 }
@@ -358,6 +366,92 @@ impl Files {
         let path = self.paths.get(loc.file).cloned().unwrap_or_default();
         SuiteError::at(&path, loc.line.max(1), loc.col.max(1), message.into())
     }
+}
+
+/// Marks an error message that carries the path inside an internally tagged enum.
+const PATH_MARK: char = '\u{1}';
+
+/// Deserialize one variant struct of an internally tagged enum (`kind:`, `family:`) from its
+/// buffered value, keeping the path of any error. serde's derived tagged enums buffer their
+/// content and lose the path; this carries it out in the message for [`split_inner_path`].
+pub fn variant<T: serde::de::DeserializeOwned, E: de::Error>(v: Value) -> Result<T, E> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let steps: Vec<Value> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Value::from(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Value::from(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let inner = e.inner().to_string();
+        // A nested tagged enum has already marked its own path: prepend ours to it.
+        let (more, msg) = split_inner_path(&inner);
+        let all: Vec<Value> = steps
+            .into_iter()
+            .chain(more.into_iter().map(|s| match s {
+                Step::Key(k) => Value::from(k),
+                Step::Index(i) => Value::from(i),
+            }))
+            .collect();
+        E::custom(format!("{PATH_MARK}{}{PATH_MARK}{msg}", Value::Array(all)))
+    })
+}
+
+/// Read the tag of an internally tagged enum and hand the rest to `pick`.
+pub fn tagged<'de, D: Deserializer<'de>, T>(
+    d: D,
+    tag: &str,
+    known: &[&str],
+    pick: impl FnOnce(&str, Value) -> Result<T, D::Error>,
+) -> Result<T, D::Error> {
+    let mut v = Value::deserialize(d)?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| de::Error::custom(format!("expected a mapping with `{tag}:`")))?;
+    let name = match obj.remove(tag) {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(de::Error::custom(format!(
+                "`{tag}` must be one of: {}",
+                known.join(", ")
+            )))
+        }
+        None => {
+            return Err(de::Error::custom(format!(
+                "missing field `{tag}` (one of: {})",
+                known.join(", ")
+            )))
+        }
+    };
+    if !known.contains(&name.as_str()) {
+        return Err(de::Error::custom(format!(
+            "unknown {tag} `{name}` (one of: {})",
+            known.join(", ")
+        )));
+    }
+    pick(&name, v)
+}
+
+/// Split a message made by [`variant`] into the inner path and the plain message.
+pub fn split_inner_path(msg: &str) -> (Vec<Step>, String) {
+    let Some(rest) = msg.strip_prefix(PATH_MARK) else {
+        return (vec![], msg.to_string());
+    };
+    let Some((json, text)) = rest.split_once(PATH_MARK) else {
+        return (vec![], msg.to_string());
+    };
+    let steps = serde_json::from_str::<Vec<Value>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::String(k) => Some(Step::Key(k)),
+            Value::Number(n) => n.as_u64().map(|i| Step::Index(i as usize)),
+            _ => None,
+        })
+        .collect();
+    (steps, text.to_string())
 }
 
 #[cfg(test)]

@@ -1,0 +1,491 @@
+//! End-to-end tests through the `diffscale` binary.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn diffscale() -> Command {
+    let mut c = Command::cargo_bin("diffscale").unwrap();
+    c.current_dir(root());
+    c
+}
+
+fn run_smoke(out: &Path, extra: &[&str]) -> std::process::Output {
+    diffscale()
+        .args(["run", "--profile", "smoke", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn verdicts(s: &Value) -> Vec<(String, String)> {
+    s["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().into(),
+                c["verdict"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+fn verdict(s: &Value, id: &str) -> String {
+    verdicts(s)
+        .into_iter()
+        .find(|(i, _)| i == id)
+        .unwrap_or_else(|| panic!("no claim {id}"))
+        .1
+}
+
+fn case_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn smoke_profile_of_every_suite_reports_every_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_smoke(dir.path(), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["report.md", "summary.json", "junit.xml", "manifest.json"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let s = summary(dir.path());
+    let v = verdicts(&s);
+    assert!(v.len() >= 20, "{v:?}");
+    // Every suite file is represented, and every claim in summary.json carries the required fields.
+    for suite in [
+        "calibration",
+        "dit2023",
+        "li2024",
+        "mei2024",
+        "microdit2024",
+    ] {
+        assert!(
+            v.iter().any(|(id, _)| id.starts_with(&format!("{suite}/"))),
+            "{suite}"
+        );
+    }
+    for c in s["claims"].as_array().unwrap() {
+        for k in [
+            "id", "verdict", "measured", "expected", "interval", "source", "profile",
+        ] {
+            assert!(c.get(k).is_some(), "{} lacks {k}", c["id"]);
+        }
+    }
+    // The paper errata are found and explained; nothing fails.
+    assert_eq!(verdict(&s, "mei2024/table1-gflops"), "ERRATUM");
+    assert_eq!(verdict(&s, "mei2024/table1-norm-cost"), "ERRATUM");
+    assert_eq!(verdict(&s, "li2024/scaling-functions"), "ERRATUM");
+    assert!(
+        v.iter().all(|(_, v)| v == "PASS" || v == "ERRATUM"),
+        "{v:?}"
+    );
+    // Figures: SVG and PNG for the fitted claim, and the report links them.
+    assert!(dir
+        .path()
+        .join("figures/dit2023__fid-vs-gflops.svg")
+        .is_file());
+    assert!(dir
+        .path()
+        .join("figures/dit2023__fid-vs-gflops.png")
+        .is_file());
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("figures/dit2023__fid-vs-gflops.svg"));
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<testcase classname=\"mei2024\" name=\"mei2024/table1-gflops\""));
+}
+
+#[test]
+fn rerun_reuses_finished_cases_and_report_rerenders() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_smoke(dir.path(), &["suites/dit2023.yaml"])
+        .status
+        .success());
+    let first = summary(dir.path());
+    let out = run_smoke(dir.path(), &["suites/dit2023.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(": 0 run,"), "{err}");
+    std::fs::remove_file(dir.path().join("summary.json")).unwrap();
+    let out = diffscale().arg("report").arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(verdicts(&summary(dir.path())), verdicts(&first));
+}
+
+#[test]
+fn damaged_or_missing_cases_are_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_smoke(dir.path(), &["suites/mei2024.yaml"])
+        .status
+        .success());
+    let want = verdicts(&summary(dir.path()));
+    let files = case_files(dir.path());
+    std::fs::remove_file(&files[0]).unwrap();
+    std::fs::write(&files[1], "{\"truncated").unwrap();
+    std::fs::write(dir.path().join("cases/.leftover.json.999.tmp"), "x").unwrap();
+    let out = run_smoke(dir.path(), &["suites/mei2024.yaml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(": 2 run,"));
+    assert_eq!(verdicts(&summary(dir.path())), want);
+    assert_eq!(case_files(dir.path()).len(), files.len());
+}
+
+/// A synthetic claim with many seeded cases: slow enough to be killed half-way.
+const SLOW_SUITE: &str = "suite: slow
+version: 1
+title: kill test
+claims:
+  - id: slow/fit
+    claim: many cases
+    source: test
+    experiment:
+      kind: synthetic_power_law
+      series: [{name: y, a: 2.0, b: -0.5}]
+      x: [1, 2, 4, 8, 16, 32, 64, 128]
+      noise: 0.05
+      replicates: 400
+    fit: {power_law: {x: x, y: y}}
+    expect:
+      - band: {of: fit.exponent, min: -0.55, max: -0.45}
+";
+
+#[test]
+fn kill_9_mid_run_loses_no_finished_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("slow.yaml");
+    std::fs::write(&suite, SLOW_SUITE).unwrap();
+    let out = dir.path().join("run");
+    let bin = assert_cmd::cargo::cargo_bin("diffscale");
+    let mut child = std::process::Command::new(&bin)
+        .args(["run", "--out"])
+        .arg(&out)
+        .arg(&suite)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cases = out.join("cases");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&cases).map(|d| d.count()).unwrap_or(0) < 100
+        && t0.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    let done: Vec<PathBuf> = std::fs::read_dir(&cases)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(
+        !status.success() && done.len() < 3200,
+        "the run finished before it was killed ({} cases)",
+        done.len()
+    );
+    // Every file the killed run left is a complete record.
+    for p in &done {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(v["status"], "ok");
+    }
+    let before: Vec<(PathBuf, String)> = done
+        .iter()
+        .map(|p| (p.clone(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let again = std::process::Command::new(&bin)
+        .args(["run", "--out"])
+        .arg(&out)
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains(&format!("{} reused", done.len())), "{err}");
+    for (p, text) in before {
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            text,
+            "a finished case was rewritten"
+        );
+    }
+    assert_eq!(verdict(&summary(&out), "slow/fit"), "PASS");
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, a, b, merged) = (
+        dir.path().join("whole"),
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("m"),
+    );
+    assert!(run_smoke(&whole, &[]).status.success());
+    assert!(run_smoke(&a, &["--shard", "1/2"]).status.success());
+    assert!(run_smoke(&b, &["--shard", "2/2"]).status.success());
+    let (na, nb, nw) = (
+        case_files(&a).len(),
+        case_files(&b).len(),
+        case_files(&whole).len(),
+    );
+    assert!(na > 0 && nb > 0 && na + nb == nw, "{na} + {nb} != {nw}");
+    let out = diffscale()
+        .args(["merge"])
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let strip = |s: Value| -> Vec<(String, String, Value)> {
+        s["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().into(),
+                    c["verdict"].as_str().unwrap().into(),
+                    c["measured"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(summary(&merged)), strip(summary(&whole)));
+    // A missing shard and a duplicated one are both refused.
+    let out = diffscale()
+        .args(["merge"])
+        .arg(&a)
+        .arg("--out")
+        .arg(dir.path().join("m2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    let out = diffscale()
+        .args(["merge"])
+        .arg(&a)
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(dir.path().join("m3"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in both"));
+}
+
+#[test]
+fn slurm_auto_shard_reads_the_array_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = diffscale()
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .args(["run", "--profile", "smoke", "--shard", "auto", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shard 1/3"));
+    let out = diffscale()
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .args(["run", "--shard", "auto"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn compare_flags_a_worsened_verdict_or_moved_value() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_smoke(dir.path(), &["suites/calibration.yaml"])
+        .status
+        .success());
+    let ok = diffscale()
+        .arg("compare")
+        .arg(dir.path())
+        .arg("--baseline")
+        .arg(dir.path().join("summary.json"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // Negative control: a baseline that had a different value and a better verdict.
+    let mut base = summary(dir.path());
+    base["claims"][0]["measured"] = Value::from(12345.0);
+    base["claims"][0]["verdict"] = Value::from("PASS");
+    let mut run = summary(dir.path());
+    run["claims"][0]["verdict"] = Value::from("FAIL");
+    let (bp, rp) = (dir.path().join("base.json"), dir.path().join("run.json"));
+    std::fs::write(&bp, base.to_string()).unwrap();
+    std::fs::write(&rp, run.to_string()).unwrap();
+    let bad = diffscale()
+        .arg("compare")
+        .arg(&rp)
+        .arg("--baseline")
+        .arg(&bp)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        text.contains("verdict worsened") && text.contains("value moved"),
+        "{text}"
+    );
+}
+
+#[test]
+fn seeded_cases_are_bitwise_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(run_smoke(&a, &["suites/calibration.yaml"]).status.success());
+    assert!(run_smoke(&b, &["suites/calibration.yaml"]).status.success());
+    let values = |d: &Path| -> Vec<(String, Value)> {
+        case_files(d)
+            .iter()
+            .map(|p| {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                (
+                    v["case_id"].as_str().unwrap().to_string(),
+                    v["values"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(values(&a), values(&b));
+    assert_eq!(
+        summary(&a)["claims"],
+        summary(&b)["claims"]
+            .clone()
+            .as_array()
+            .map(|c| {
+                // Timings differ between runs; everything else must not.
+                let mut c = c.clone();
+                for (x, y) in c.iter_mut().zip(summary(&a)["claims"].as_array().unwrap()) {
+                    x["seconds"] = y["seconds"].clone();
+                }
+                Value::Array(c)
+            })
+            .unwrap()
+    );
+}
+
+/// The calibration claim run against a wrong truth: the fit must FAIL, and the run exit 1.
+#[test]
+fn negative_control_wrong_exponent_fails_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("suites/calibration.yaml")).unwrap();
+    let wrong = text.replace("min: -0.55, max: -0.45", "min: -0.65, max: -0.55");
+    assert_ne!(wrong, text);
+    let p = dir.path().join("wrong.yaml");
+    std::fs::write(&p, wrong).unwrap();
+    let out = run_smoke(
+        &dir.path().join("run"),
+        &[
+            p.to_str().unwrap(),
+            "--claim",
+            "calibration/power-law-recovery",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        verdict(
+            &summary(&dir.path().join("run")),
+            "calibration/power-law-recovery"
+        ),
+        "FAIL"
+    );
+}
+
+/// Too few seeds for the noise: the honest verdict is INCONCLUSIVE, not PASS.
+#[test]
+fn noisy_small_run_is_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("suites/calibration.yaml"))
+        .unwrap()
+        .replace("noise: 0.05", "noise: 0.6");
+    let p = dir.path().join("noisy.yaml");
+    std::fs::write(&p, text).unwrap();
+    let out = run_smoke(
+        &dir.path().join("run"),
+        &[
+            p.to_str().unwrap(),
+            "--claim",
+            "calibration/power-law-recovery",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        verdict(
+            &summary(&dir.path().join("run")),
+            "calibration/power-law-recovery"
+        ),
+        "INCONCLUSIVE"
+    );
+}
+
+#[test]
+fn list_schema_flops_and_help() {
+    let out = diffscale().arg("list").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mei2024/table1-gflops"));
+    let out = diffscale().arg("schema").output().unwrap();
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(schema["properties"]["claims"].is_object());
+    let out = diffscale().args(["flops", "sd15"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("859520964"));
+    let out = diffscale()
+        .args([
+            "flops",
+            "{family: dit, depth: 2, hidden: 9, heads: 2, patch: 2}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = diffscale().arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
+    let out = diffscale()
+        .args(["run", "--profile", "huge"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = diffscale()
+        .args(["run", "--device", "cuda:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
