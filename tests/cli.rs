@@ -404,15 +404,28 @@ fn seeded_cases_are_bitwise_deterministic() {
     );
 }
 
+/// A copy of a suite with `edit` applied, beside the defaults it includes.
+fn edited_suite(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("suites").join(name)).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::copy(
+        root().join("suites/_defaults.yaml"),
+        dir.join("_defaults.yaml"),
+    )
+    .unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, edited).unwrap();
+    p
+}
+
 /// The calibration claim run against a wrong truth: the fit must FAIL, and the run exit 1.
 #[test]
 fn negative_control_wrong_exponent_fails_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("suites/calibration.yaml")).unwrap();
-    let wrong = text.replace("min: -0.55, max: -0.45", "min: -0.65, max: -0.55");
-    assert_ne!(wrong, text);
-    let p = dir.path().join("wrong.yaml");
-    std::fs::write(&p, wrong).unwrap();
+    let p = edited_suite(dir.path(), "calibration.yaml", |t| {
+        t.replace("min: -0.55, max: -0.45", "min: -0.65, max: -0.55")
+    });
     let out = run_smoke(
         &dir.path().join("run"),
         &[
@@ -435,11 +448,9 @@ fn negative_control_wrong_exponent_fails_through_the_binary() {
 #[test]
 fn noisy_small_run_is_inconclusive() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("suites/calibration.yaml"))
-        .unwrap()
-        .replace("noise: 0.05", "noise: 0.6");
-    let p = dir.path().join("noisy.yaml");
-    std::fs::write(&p, text).unwrap();
+    let p = edited_suite(dir.path(), "calibration.yaml", |t| {
+        t.replace("noise: 0.05", "noise: 0.6")
+    });
     let out = run_smoke(
         &dir.path().join("run"),
         &[
@@ -448,7 +459,12 @@ fn noisy_small_run_is_inconclusive() {
             "calibration/power-law-recovery",
         ],
     );
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         verdict(
             &summary(&dir.path().join("run")),
