@@ -12,12 +12,8 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    println!(
-        "cargo:rustc-env=DIFFSCALE_GIT_COMMIT={commit}{}",
-        if dirty { "-dirty" } else { "" }
-    );
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    println!("cargo:rustc-env=DIFFSCALE_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
     for p in [".git/HEAD", ".git/index", ".git/refs"] {
         if std::path::Path::new(p).exists() {
             println!("cargo:rerun-if-changed={p}");

@@ -6,7 +6,10 @@
 pub mod check;
 pub mod cli;
 pub mod compute;
+pub mod data;
+pub mod diffusion;
 pub mod fit;
+pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod suite;

@@ -5,26 +5,19 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
 fn corpus() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
-            .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
+        .collect();
     v.sort();
     v
 }
 
 fn expected_line(p: &Path) -> Option<u32> {
     let bytes = std::fs::read(p).unwrap();
-    let first = String::from_utf8_lossy(&bytes)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    first
-        .strip_prefix("# error-line: ")
-        .and_then(|s| s.trim().parse().ok())
+    let first = String::from_utf8_lossy(&bytes).lines().next().unwrap_or("").to_string();
+    first.strip_prefix("# error-line: ").and_then(|s| s.trim().parse().ok())
 }
 
 fn check(path: &Path, expect_line: Option<u32>) {
@@ -38,29 +31,16 @@ fn check(path: &Path, expect_line: Option<u32>) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let name = path.display().to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{name}: status {:?}, stderr: {stderr}",
-        out.status
-    );
+    assert_eq!(out.status.code(), Some(2), "{name}: status {:?}, stderr: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{name}: panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{name}: want one line, got: {stderr}");
-    let rest = lines[0]
-        .strip_prefix("error: ")
-        .unwrap_or_else(|| panic!("{name}: {stderr}"));
+    let rest = lines[0].strip_prefix("error: ").unwrap_or_else(|| panic!("{name}: {stderr}"));
     let mut parts = rest.rsplitn(2, ".yaml:");
     let (tail, _) = (parts.next().unwrap(), parts.next());
     let mut nums = tail.splitn(3, ':');
-    let line: u32 = nums
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{name}: no line in {stderr}"));
-    let col: u32 = nums
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{name}: no column in {stderr}"));
+    let line: u32 = nums.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{name}: no line in {stderr}"));
+    let col: u32 = nums.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{name}: no column in {stderr}"));
     assert!(col >= 1, "{name}: {stderr}");
     if let Some(want) = expect_line {
         assert_eq!(line, want, "{name}: error at the wrong line: {stderr}");

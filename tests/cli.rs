@@ -15,12 +15,7 @@ fn diffscale() -> Command {
 }
 
 fn run_smoke(out: &Path, extra: &[&str]) -> std::process::Output {
-    diffscale()
-        .args(["run", "--profile", "smoke", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap()
+    diffscale().args(["run", "--profile", "smoke", "--out"]).arg(out).args(extra).output().unwrap()
 }
 
 fn summary(dir: &Path) -> Value {
@@ -32,28 +27,16 @@ fn verdicts(s: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap().into(),
-                c["verdict"].as_str().unwrap().into(),
-            )
-        })
+        .map(|c| (c["id"].as_str().unwrap().into(), c["verdict"].as_str().unwrap().into()))
         .collect()
 }
 
 fn verdict(s: &Value, id: &str) -> String {
-    verdicts(s)
-        .into_iter()
-        .find(|(i, _)| i == id)
-        .unwrap_or_else(|| panic!("no claim {id}"))
-        .1
+    verdicts(s).into_iter().find(|(i, _)| i == id).unwrap_or_else(|| panic!("no claim {id}")).1
 }
 
 fn case_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cases"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cases")).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     v
 }
@@ -62,12 +45,7 @@ fn case_files(dir: &Path) -> Vec<PathBuf> {
 fn smoke_profile_of_every_suite_reports_every_claim() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_smoke(dir.path(), &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     for f in ["report.md", "summary.json", "junit.xml", "manifest.json"] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
@@ -75,22 +53,11 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     let v = verdicts(&s);
     assert!(v.len() >= 20, "{v:?}");
     // Every suite file is represented, and every claim in summary.json carries the required fields.
-    for suite in [
-        "calibration",
-        "dit2023",
-        "li2024",
-        "mei2024",
-        "microdit2024",
-    ] {
-        assert!(
-            v.iter().any(|(id, _)| id.starts_with(&format!("{suite}/"))),
-            "{suite}"
-        );
+    for suite in ["calibration", "dit2023", "li2024", "mei2024", "microdit2024"] {
+        assert!(v.iter().any(|(id, _)| id.starts_with(&format!("{suite}/"))), "{suite}");
     }
     for c in s["claims"].as_array().unwrap() {
-        for k in [
-            "id", "verdict", "measured", "expected", "interval", "source", "profile",
-        ] {
+        for k in ["id", "verdict", "measured", "expected", "interval", "source", "profile"] {
             assert!(c.get(k).is_some(), "{} lacks {k}", c["id"]);
         }
     }
@@ -98,19 +65,16 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     assert_eq!(verdict(&s, "mei2024/table1-gflops"), "ERRATUM");
     assert_eq!(verdict(&s, "mei2024/table1-norm-cost"), "ERRATUM");
     assert_eq!(verdict(&s, "li2024/scaling-functions"), "ERRATUM");
-    assert!(
-        v.iter().all(|(_, v)| v == "PASS" || v == "ERRATUM"),
-        "{v:?}"
-    );
+    // Nothing fails; only claims that need the training engine are skipped.
+    for (id, v) in &v {
+        let ok = v == "PASS"
+            || v == "ERRATUM"
+            || (v == "SKIPPED" && id.contains("trained") || id.contains("size-independence"));
+        assert!(ok, "{id}: {v}");
+    }
     // Figures: SVG and PNG for the fitted claim, and the report links them.
-    assert!(dir
-        .path()
-        .join("figures/dit2023__fid-vs-gflops.svg")
-        .is_file());
-    assert!(dir
-        .path()
-        .join("figures/dit2023__fid-vs-gflops.png")
-        .is_file());
+    assert!(dir.path().join("figures/dit2023__fid-vs-gflops.svg").is_file());
+    assert!(dir.path().join("figures/dit2023__fid-vs-gflops.png").is_file());
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("figures/dit2023__fid-vs-gflops.svg"));
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
@@ -120,9 +84,7 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
 #[test]
 fn rerun_reuses_finished_cases_and_report_rerenders() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(run_smoke(dir.path(), &["suites/dit2023.yaml"])
-        .status
-        .success());
+    assert!(run_smoke(dir.path(), &["suites/dit2023.yaml"]).status.success());
     let first = summary(dir.path());
     let out = run_smoke(dir.path(), &["suites/dit2023.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -136,9 +98,7 @@ fn rerun_reuses_finished_cases_and_report_rerenders() {
 #[test]
 fn damaged_or_missing_cases_are_rerun() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(run_smoke(dir.path(), &["suites/mei2024.yaml"])
-        .status
-        .success());
+    assert!(run_smoke(dir.path(), &["suites/mei2024.yaml"]).status.success());
     let want = verdicts(&summary(dir.path()));
     let files = case_files(dir.path());
     std::fs::remove_file(&files[0]).unwrap();
@@ -186,9 +146,7 @@ fn kill_9_mid_run_loses_no_finished_case() {
         .unwrap();
     let cases = out.join("cases");
     let t0 = std::time::Instant::now();
-    while std::fs::read_dir(&cases).map(|d| d.count()).unwrap_or(0) < 100
-        && t0.elapsed().as_secs() < 60
-    {
+    while std::fs::read_dir(&cases).map(|d| d.count()).unwrap_or(0) < 100 && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL
@@ -198,40 +156,21 @@ fn kill_9_mid_run_loses_no_finished_case() {
         .map(|e| e.unwrap().path())
         .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
         .collect();
-    assert!(
-        !status.success() && done.len() < 3200,
-        "the run finished before it was killed ({} cases)",
-        done.len()
-    );
+    assert!(!status.success() && done.len() < 3200, "the run finished before it was killed ({} cases)", done.len());
     // Every file the killed run left is a complete record.
     for p in &done {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert_eq!(v["status"], "ok");
     }
-    let before: Vec<(PathBuf, String)> = done
-        .iter()
-        .map(|p| (p.clone(), std::fs::read_to_string(p).unwrap()))
-        .collect();
-    let again = std::process::Command::new(&bin)
-        .args(["run", "--out"])
-        .arg(&out)
-        .arg(&suite)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let before: Vec<(PathBuf, String)> =
+        done.iter().map(|p| (p.clone(), std::fs::read_to_string(p).unwrap())).collect();
+    let again = std::process::Command::new(&bin).args(["run", "--out"]).arg(&out).arg(&suite).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains(&format!("{} reused", done.len())), "{err}");
     for (p, text) in before {
-        assert_eq!(
-            std::fs::read_to_string(&p).unwrap(),
-            text,
-            "a finished case was rewritten"
-        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "a finished case was rewritten");
     }
     assert_eq!(verdict(&summary(&out), "slow/fit"), "PASS");
 }
@@ -239,68 +178,30 @@ fn kill_9_mid_run_loses_no_finished_case() {
 #[test]
 fn shards_merge_into_the_unsharded_result() {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, a, b, merged) = (
-        dir.path().join("whole"),
-        dir.path().join("a"),
-        dir.path().join("b"),
-        dir.path().join("m"),
-    );
+    let (whole, a, b, merged) =
+        (dir.path().join("whole"), dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
     assert!(run_smoke(&whole, &[]).status.success());
     assert!(run_smoke(&a, &["--shard", "1/2"]).status.success());
     assert!(run_smoke(&b, &["--shard", "2/2"]).status.success());
-    let (na, nb, nw) = (
-        case_files(&a).len(),
-        case_files(&b).len(),
-        case_files(&whole).len(),
-    );
+    let (na, nb, nw) = (case_files(&a).len(), case_files(&b).len(), case_files(&whole).len());
     assert!(na > 0 && nb > 0 && na + nb == nw, "{na} + {nb} != {nw}");
-    let out = diffscale()
-        .args(["merge"])
-        .arg(&a)
-        .arg(&b)
-        .arg("--out")
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = diffscale().args(["merge"]).arg(&a).arg(&b).arg("--out").arg(&merged).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let strip = |s: Value| -> Vec<(String, String, Value)> {
         s["claims"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap().into(),
-                    c["verdict"].as_str().unwrap().into(),
-                    c["measured"].clone(),
-                )
-            })
+            .map(|c| (c["id"].as_str().unwrap().into(), c["verdict"].as_str().unwrap().into(), c["measured"].clone()))
             .collect()
     };
     assert_eq!(strip(summary(&merged)), strip(summary(&whole)));
     // A missing shard and a duplicated one are both refused.
-    let out = diffscale()
-        .args(["merge"])
-        .arg(&a)
-        .arg("--out")
-        .arg(dir.path().join("m2"))
-        .output()
-        .unwrap();
+    let out = diffscale().args(["merge"]).arg(&a).arg("--out").arg(dir.path().join("m2")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
-    let out = diffscale()
-        .args(["merge"])
-        .arg(&a)
-        .arg(&a)
-        .arg(&b)
-        .arg("--out")
-        .arg(dir.path().join("m3"))
-        .output()
-        .unwrap();
+    let out =
+        diffscale().args(["merge"]).arg(&a).arg(&a).arg(&b).arg("--out").arg(dir.path().join("m3")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in both"));
 }
@@ -317,20 +218,14 @@ fn slurm_auto_shard_reads_the_array_variables() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("shard 1/3"));
-    let out = diffscale()
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .args(["run", "--shard", "auto"])
-        .output()
-        .unwrap();
+    let out = diffscale().env_remove("SLURM_ARRAY_TASK_ID").args(["run", "--shard", "auto"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn compare_flags_a_worsened_verdict_or_moved_value() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(run_smoke(dir.path(), &["suites/calibration.yaml"])
-        .status
-        .success());
+    assert!(run_smoke(dir.path(), &["suites/calibration.yaml"]).status.success());
     let ok = diffscale()
         .arg("compare")
         .arg(dir.path())
@@ -338,12 +233,7 @@ fn compare_flags_a_worsened_verdict_or_moved_value() {
         .arg(dir.path().join("summary.json"))
         .output()
         .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
     // Negative control: a baseline that had a different value and a better verdict.
     let mut base = summary(dir.path());
     base["claims"][0]["measured"] = Value::from(12345.0);
@@ -353,19 +243,10 @@ fn compare_flags_a_worsened_verdict_or_moved_value() {
     let (bp, rp) = (dir.path().join("base.json"), dir.path().join("run.json"));
     std::fs::write(&bp, base.to_string()).unwrap();
     std::fs::write(&rp, run.to_string()).unwrap();
-    let bad = diffscale()
-        .arg("compare")
-        .arg(&rp)
-        .arg("--baseline")
-        .arg(&bp)
-        .output()
-        .unwrap();
+    let bad = diffscale().arg("compare").arg(&rp).arg("--baseline").arg(&bp).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let text = String::from_utf8_lossy(&bad.stdout);
-    assert!(
-        text.contains("verdict worsened") && text.contains("value moved"),
-        "{text}"
-    );
+    assert!(text.contains("verdict worsened") && text.contains("value moved"), "{text}");
 }
 
 #[test]
@@ -379,10 +260,7 @@ fn seeded_cases_are_bitwise_deterministic() {
             .iter()
             .map(|p| {
                 let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-                (
-                    v["case_id"].as_str().unwrap().to_string(),
-                    v["values"].clone(),
-                )
+                (v["case_id"].as_str().unwrap().to_string(), v["values"].clone())
             })
             .collect()
     };
@@ -409,11 +287,7 @@ fn edited_suite(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> Path
     let text = std::fs::read_to_string(root().join("suites").join(name)).unwrap();
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit changed nothing");
-    std::fs::copy(
-        root().join("suites/_defaults.yaml"),
-        dir.join("_defaults.yaml"),
-    )
-    .unwrap();
+    std::fs::copy(root().join("suites/_defaults.yaml"), dir.join("_defaults.yaml")).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, edited).unwrap();
     p
@@ -423,55 +297,21 @@ fn edited_suite(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> Path
 #[test]
 fn negative_control_wrong_exponent_fails_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let p = edited_suite(dir.path(), "calibration.yaml", |t| {
-        t.replace("min: -0.55, max: -0.45", "min: -0.65, max: -0.55")
-    });
-    let out = run_smoke(
-        &dir.path().join("run"),
-        &[
-            p.to_str().unwrap(),
-            "--claim",
-            "calibration/power-law-recovery",
-        ],
-    );
+    let p =
+        edited_suite(dir.path(), "calibration.yaml", |t| t.replace("min: -0.55, max: -0.45", "min: -0.65, max: -0.55"));
+    let out = run_smoke(&dir.path().join("run"), &[p.to_str().unwrap(), "--claim", "calibration/power-law-recovery"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        verdict(
-            &summary(&dir.path().join("run")),
-            "calibration/power-law-recovery"
-        ),
-        "FAIL"
-    );
+    assert_eq!(verdict(&summary(&dir.path().join("run")), "calibration/power-law-recovery"), "FAIL");
 }
 
 /// Too few seeds for the noise: the honest verdict is INCONCLUSIVE, not PASS.
 #[test]
 fn noisy_small_run_is_inconclusive() {
     let dir = tempfile::tempdir().unwrap();
-    let p = edited_suite(dir.path(), "calibration.yaml", |t| {
-        t.replace("noise: 0.05", "noise: 0.6")
-    });
-    let out = run_smoke(
-        &dir.path().join("run"),
-        &[
-            p.to_str().unwrap(),
-            "--claim",
-            "calibration/power-law-recovery",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        verdict(
-            &summary(&dir.path().join("run")),
-            "calibration/power-law-recovery"
-        ),
-        "INCONCLUSIVE"
-    );
+    let p = edited_suite(dir.path(), "calibration.yaml", |t| t.replace("noise: 0.05", "noise: 0.6"));
+    let out = run_smoke(&dir.path().join("run"), &[p.to_str().unwrap(), "--claim", "calibration/power-law-recovery"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(verdict(&summary(&dir.path().join("run")), "calibration/power-law-recovery"), "INCONCLUSIVE");
 }
 
 #[test]
@@ -484,24 +324,56 @@ fn list_schema_flops_and_help() {
     assert!(schema["properties"]["claims"].is_object());
     let out = diffscale().args(["flops", "sd15"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("859520964"));
-    let out = diffscale()
-        .args([
-            "flops",
-            "{family: dit, depth: 2, hidden: 9, heads: 2, patch: 2}",
-        ])
-        .output()
-        .unwrap();
+    let out = diffscale().args(["flops", "{family: dit, depth: 2, hidden: 9, heads: 2, patch: 2}"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = diffscale().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
-    let out = diffscale()
-        .args(["run", "--profile", "huge"])
-        .output()
-        .unwrap();
+    let out = diffscale().args(["run", "--profile", "huge"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = diffscale()
-        .args(["run", "--device", "cuda:0"])
-        .output()
-        .unwrap();
+    let out = diffscale().args(["run", "--device", "cuda:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Run one claim of an edited copy of a suite at smoke scale; returns (exit code, verdict).
+fn run_edited(suite: &str, claim: &str, edit: impl Fn(String) -> String) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = edited_suite(dir.path(), suite, edit);
+    let out = run_smoke(&dir.path().join("run"), &[p.to_str().unwrap(), "--claim", claim]);
+    assert_ne!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), verdict(&summary(&dir.path().join("run")), claim))
+}
+
+#[test]
+fn negative_control_first_order_dpmpp_fails_the_order_claim() {
+    let (code, v) = run_edited("calibration.yaml", "calibration/sampler-orders", |t| {
+        t.replace("dpmpp_2m: {dpmpp_2m: {lower_order_final: false}}", "dpmpp_2m: dpmpp_2m_first_order")
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}
+
+#[test]
+fn negative_control_broken_samplers_fail_the_ordering_claim() {
+    let claim = "mei2024/sampler-order-oracle";
+    let (code, v) =
+        run_edited("mei2024.yaml", claim, |t| t.replace("ddim: {ddim: {eta: 0.0}}", "ddim: ddim_off_by_one"));
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+    let (code, v) = run_edited("mei2024.yaml", claim, |t| {
+        t.replace("dpmpp: {dpmpp_2m: {lower_order_final: true}}", "dpmpp: dpmpp_2m_first_order")
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}
+
+#[test]
+fn sampler_claims_pass_at_smoke_scale_and_trained_ones_are_skipped_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_smoke(dir.path(), &["suites/mei2024.yaml", "suites/calibration.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = summary(dir.path());
+    for id in ["mei2024/sampler-order-oracle", "calibration/sampler-orders", "calibration/metric-null"] {
+        assert_eq!(verdict(&s, id), "PASS", "{id}");
+    }
+    assert_eq!(verdict(&s, "mei2024/sampler-order-trained"), "SKIPPED");
+    let c = s["claims"].as_array().unwrap().iter().find(|c| c["id"] == "mei2024/sampler-order-trained").unwrap();
+    assert!(c["reason"].as_str().unwrap().contains("training engine"));
+    assert!(dir.path().join("figures/mei2024__sampler-order-oracle.svg").is_file());
 }

@@ -40,10 +40,7 @@ pub struct ClaimResult {
 }
 
 /// The claim's table of values, from its records (for figures as well as checks).
-pub fn claim_data(
-    claim: &ResolvedClaim,
-    records: &BTreeMap<String, CaseRecord>,
-) -> Option<ClaimData> {
+pub fn claim_data(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> Option<ClaimData> {
     let Plan::Run(exp) = &claim.plan else {
         return None;
     };
@@ -76,12 +73,7 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
         claim_hash: claim.hash.clone(),
         suite_version: claim.suite_version,
         cases: claim.cases.len(),
-        seconds: claim
-            .cases
-            .iter()
-            .filter_map(|c| records.get(&c.hash))
-            .map(|r| r.seconds)
-            .sum(),
+        seconds: claim.cases.iter().filter_map(|c| records.get(&c.hash)).map(|r| r.seconds).sum(),
     };
     let exp = match &claim.plan {
         Plan::Skip(why) => {
@@ -91,25 +83,13 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
         }
         Plan::Run(e) => e,
     };
-    let missing = claim
-        .cases
-        .iter()
-        .filter(|c| !records.contains_key(&c.hash))
-        .count();
-    let failed: Vec<&CaseRecord> = claim
-        .cases
-        .iter()
-        .filter_map(|c| records.get(&c.hash))
-        .filter(|r| r.status == CaseStatus::Failed)
-        .collect();
+    let missing = claim.cases.iter().filter(|c| !records.contains_key(&c.hash)).count();
+    let failed: Vec<&CaseRecord> =
+        claim.cases.iter().filter_map(|c| records.get(&c.hash)).filter(|r| r.status == CaseStatus::Failed).collect();
     if missing > 0 || !failed.is_empty() {
         res.verdict = Verdict::Fail;
         res.reason = Some(match failed.first() {
-            Some(r) => format!(
-                "case {} failed: {}",
-                r.case_id,
-                r.reason.clone().unwrap_or_default()
-            ),
+            Some(r) => format!("case {} failed: {}", r.case_id, r.reason.clone().unwrap_or_default()),
             None => format!("{missing} case(s) have no result"),
         });
         return res;
@@ -117,39 +97,27 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
     let data = claim_data(claim, records).expect("a run plan");
     let cols = columns(exp);
     res.values = data.scalars.clone();
-    let mut ctx = Ctx {
-        data: &data,
-        fit: None,
-        cols: &cols,
-        boot: &claim.bootstrap,
-        suite: &claim.suite,
-        claim: &claim.id,
-    };
+    let mut ctx =
+        Ctx { data: &data, fit: None, cols: &cols, boot: &claim.bootstrap, suite: &claim.suite, claim: &claim.id };
     let fit = match &claim.fit {
-        Some(spec) => {
-            match fit_claim(&ctx, spec) {
-                Ok(Some(f)) => Some(f),
-                Ok(None) => {
-                    res.verdict = Verdict::Fail;
-                    res.reason = Some("the power law could not be fitted (needs positive values and two distinct x)".into());
-                    return res;
-                }
-                Err(e) => {
-                    res.verdict = Verdict::Fail;
-                    res.reason = Some(e);
-                    return res;
-                }
+        Some(spec) => match fit_claim(&ctx, spec) {
+            Ok(Some(f)) => Some(f),
+            Ok(None) => {
+                res.verdict = Verdict::Fail;
+                res.reason =
+                    Some("the power law could not be fitted (needs positive values and two distinct x)".into());
+                return res;
             }
-        }
+            Err(e) => {
+                res.verdict = Verdict::Fail;
+                res.reason = Some(e);
+                return res;
+            }
+        },
         None => None,
     };
     ctx.fit = fit.as_ref();
-    res.checks = claim
-        .expect
-        .iter()
-        .enumerate()
-        .map(|(i, c)| evaluate(&ctx, c, i))
-        .collect();
+    res.checks = claim.expect.iter().enumerate().map(|(i, c)| evaluate(&ctx, c, i)).collect();
     res.verdict = Verdict::combine(res.checks.iter().map(|c| c.verdict));
     if let Some(first) = res.checks.first() {
         res.measured = first.measured.map(|e: Estimate| e.value);
@@ -175,13 +143,7 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
     if !notes.is_empty() {
         let lines: Vec<String> = notes
             .iter()
-            .map(|(rows, n)| {
-                if rows.is_empty() {
-                    n.clone()
-                } else {
-                    format!("{}: {n}", rows.join(", "))
-                }
-            })
+            .map(|(rows, n)| if rows.is_empty() { n.clone() } else { format!("{}: {n}", rows.join(", ")) })
             .collect();
         res.reason = Some(lines.join("; "));
     }

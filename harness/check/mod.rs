@@ -121,32 +121,27 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn col(&self, name: &str) -> Result<Col, String> {
-        Ok(
-            match validate::resolve(name, self.cols, self.fit.is_some())? {
-                ColRef::Measured(n) => Col::Rows(match self.data.measured.get(&n) {
-                    Some(rows) => rows
-                        .iter()
-                        .map(|r| (!r.is_empty()).then(|| r.clone()))
-                        .collect(),
-                    None => vec![None; self.data.rows.len()],
-                }),
-                ColRef::Printed(n) => Col::Rows(match self.data.printed.get(&n) {
-                    Some(rows) => rows.iter().map(|v| v.map(|x| vec![x])).collect(),
-                    None => vec![None; self.data.rows.len()],
-                }),
-                ColRef::Fit(n) => {
-                    let f = self.fit.ok_or("no fit")?;
-                    Col::Single(match n.as_str() {
-                        "exponent" => f.exponent,
-                        "prefactor" => f.prefactor,
-                        _ => Estimate::exact(f.r2),
-                    })
-                }
-                ColRef::Scalar(n) => Col::Single(Estimate::exact(
-                    *self.data.scalars.get(&n).ok_or(format!("no value `{n}`"))?,
-                )),
-            },
-        )
+        Ok(match validate::resolve(name, self.cols, self.fit.is_some())? {
+            ColRef::Measured(n) => Col::Rows(match self.data.measured.get(&n) {
+                Some(rows) => rows.iter().map(|r| (!r.is_empty()).then(|| r.clone())).collect(),
+                None => vec![None; self.data.rows.len()],
+            }),
+            ColRef::Printed(n) => Col::Rows(match self.data.printed.get(&n) {
+                Some(rows) => rows.iter().map(|v| v.map(|x| vec![x])).collect(),
+                None => vec![None; self.data.rows.len()],
+            }),
+            ColRef::Fit(n) => {
+                let f = self.fit.ok_or("no fit")?;
+                Col::Single(match n.as_str() {
+                    "exponent" => f.exponent,
+                    "prefactor" => f.prefactor,
+                    _ => Estimate::exact(f.r2),
+                })
+            }
+            ColRef::Scalar(n) => {
+                Col::Single(Estimate::exact(*self.data.scalars.get(&n).ok_or(format!("no value `{n}`"))?))
+            }
+        })
     }
 
     fn rows(&self, name: &str) -> Result<Vec<Option<Vec<f64>>>, String> {
@@ -169,22 +164,14 @@ impl Ctx<'_> {
     }
 
     fn pick(col: &[Option<Vec<f64>>], idx: &[usize]) -> Rows {
-        idx.iter()
-            .map(|i| col[*i].clone().unwrap_or_default())
-            .collect()
+        idx.iter().map(|i| col[*i].clone().unwrap_or_default()).collect()
     }
 
     /// The mean of one row's replicates, with a bootstrap interval when there are several.
     fn row_estimate(&self, values: &[f64], what: &str) -> Estimate {
         let rows: Rows = vec![values.to_vec()];
-        fit::bootstrap(
-            &[&rows],
-            self.boot.resamples,
-            self.boot.level,
-            self.seed(what),
-            |c| Some(fit::mean(&c[0][0])),
-        )
-        .unwrap_or(Estimate::exact(fit::mean(values)))
+        fit::bootstrap(&[&rows], self.boot.resamples, self.boot.level, self.seed(what), |c| Some(fit::mean(&c[0][0])))
+            .unwrap_or(Estimate::exact(fit::mean(values)))
     }
 }
 
@@ -199,10 +186,7 @@ fn apply_errata(rows: &mut [RowOutcome], errata: &[Erratum]) {
                 }
                 Verdict::Pass => {
                     r.verdict = Verdict::Fail;
-                    r.note = Some(format!(
-                        "declared erratum not observed: the row agrees ({})",
-                        er.why
-                    ));
+                    r.note = Some(format!("declared erratum not observed: the row agrees ({})", er.why));
                 }
                 _ => {}
             }
@@ -212,19 +196,14 @@ fn apply_errata(rows: &mut [RowOutcome], errata: &[Erratum]) {
 
 fn rows_verdict(rows: &[RowOutcome]) -> (Verdict, Option<String>) {
     if rows.is_empty() {
-        return (
-            Verdict::Fail,
-            Some("no row had the values this check needs".into()),
-        );
+        return (Verdict::Fail, Some("no row had the values this check needs".into()));
     }
     (Verdict::combine(rows.iter().map(|r| r.verdict)), None)
 }
 
 fn within(ctx: &Ctx, w: &WithinCheck, i: usize) -> Result<CheckOutcome, String> {
-    let reference = w
-        .reference
-        .clone()
-        .unwrap_or_else(|| format!("printed.{}", w.value.trim_start_matches("printed.")));
+    let reference =
+        w.reference.clone().unwrap_or_else(|| format!("printed.{}", w.value.trim_start_matches("printed.")));
     let (vals, refs) = (ctx.rows(&w.value)?, ctx.rows(&reference)?);
     let div = w.divide.unwrap_or(1.0);
     let mut rows = vec![];
@@ -232,10 +211,7 @@ fn within(ctx: &Ctx, w: &WithinCheck, i: usize) -> Result<CheckOutcome, String> 
     for r in ctx.complete(&[&vals, &refs], w.rows.as_ref()) {
         let rv = fit::mean(refs[r].as_ref().expect("complete")) / div;
         let tol = w.abs.unwrap_or(0.0).max(w.rel.unwrap_or(0.0) * rv.abs());
-        let m = ctx.row_estimate(
-            vals[r].as_ref().expect("complete"),
-            &format!("check{i}/{}", ctx.data.rows[r]),
-        );
+        let m = ctx.row_estimate(vals[r].as_ref().expect("complete"), &format!("check{i}/{}", ctx.data.rows[r]));
         let verdict = band_verdict(&m, Some(rv - tol), Some(rv + tol));
         if !w.errata.iter().any(|e| e.row == ctx.data.rows[r]) {
             let dev = if tol > 0.0 {
@@ -257,10 +233,7 @@ fn within(ctx: &Ctx, w: &WithinCheck, i: usize) -> Result<CheckOutcome, String> 
     }
     apply_errata(&mut rows, &w.errata);
     let (verdict, note) = rows_verdict(&rows);
-    let divided = w
-        .divide
-        .map(|d| format!(" / {}", fit::fmt_num(d)))
-        .unwrap_or_default();
+    let divided = w.divide.map(|d| format!(" / {}", fit::fmt_num(d))).unwrap_or_default();
     let tol = match (w.abs, w.rel) {
         (Some(a), Some(r)) => format!("±max({}, {}%)", fit::fmt_num(a), fit::fmt_num(100.0 * r)),
         (Some(a), None) => format!("±{}", fit::fmt_num(a)),
@@ -292,15 +265,11 @@ fn band(ctx: &Ctx, b: &BandCheck, i: usize) -> Result<CheckOutcome, String> {
             let mut rows = vec![];
             let mut worst: Option<(f64, Estimate)> = None;
             for r in ctx.complete(&[&vals], b.rows.as_ref()) {
-                let m = ctx.row_estimate(
-                    vals[r].as_ref().expect("complete"),
-                    &format!("check{i}/{}", ctx.data.rows[r]),
-                );
-                let margin = (m.value - b.min.unwrap_or(f64::NEG_INFINITY))
-                    .min(b.max.unwrap_or(f64::INFINITY) - m.value);
-                if !b.errata.iter().any(|e| e.row == ctx.data.rows[r])
-                    && worst.is_none_or(|(w, _)| margin < w)
-                {
+                let m =
+                    ctx.row_estimate(vals[r].as_ref().expect("complete"), &format!("check{i}/{}", ctx.data.rows[r]));
+                let margin =
+                    (m.value - b.min.unwrap_or(f64::NEG_INFINITY)).min(b.max.unwrap_or(f64::INFINITY) - m.value);
+                if !b.errata.iter().any(|e| e.row == ctx.data.rows[r]) && worst.is_none_or(|(w, _)| margin < w) {
                     worst = Some((margin, m));
                 }
                 rows.push(RowOutcome {
@@ -328,27 +297,18 @@ fn band(ctx: &Ctx, b: &BandCheck, i: usize) -> Result<CheckOutcome, String> {
 fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, String> {
     let (xs, ys) = (ctx.rows(&m.x)?, ctx.rows(&m.y)?);
     let mut idx = ctx.complete(&[&xs, &ys], m.rows.as_ref());
-    idx.sort_by(|a, b| {
-        fit::mean(xs[*a].as_ref().unwrap()).total_cmp(&fit::mean(xs[*b].as_ref().unwrap()))
-    });
+    idx.sort_by(|a, b| fit::mean(xs[*a].as_ref().unwrap()).total_cmp(&fit::mean(xs[*b].as_ref().unwrap())));
     let y = Ctx::pick(&ys, &idx);
-    let sign = if m.direction == Direction::Decreasing {
-        -1.0
-    } else {
-        1.0
-    };
+    let sign = if m.direction == Direction::Decreasing { -1.0 } else { 1.0 };
     let mut rows = vec![];
     for (k, w) in idx.windows(2).enumerate() {
         let pair: Rows = vec![y[k].clone(), y[k + 1].clone()];
         // The step's change in the claimed direction must be positive.
-        let est = fit::bootstrap(
-            &[&pair],
-            ctx.boot.resamples,
-            ctx.boot.level,
-            ctx.seed(&format!("check{i}/step{k}")),
-            |c| Some(sign * (fit::mean(&c[0][1]) - fit::mean(&c[0][0]))),
-        )
-        .expect("defined");
+        let est =
+            fit::bootstrap(&[&pair], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}/step{k}")), |c| {
+                Some(sign * (fit::mean(&c[0][1]) - fit::mean(&c[0][0])))
+            })
+            .expect("defined");
         let verdict = if est.lo_or_value() > 0.0 {
             Verdict::Pass
         } else if est.hi_or_value() <= 0.0 {
@@ -365,21 +325,14 @@ fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, Stri
         });
     }
     let (verdict, note) = if idx.len() < 2 {
-        (
-            Verdict::Fail,
-            Some("fewer than two rows with values".into()),
-        )
+        (Verdict::Fail, Some("fewer than two rows with values".into()))
     } else {
         (Verdict::combine(rows.iter().map(|r| r.verdict)), None)
     };
     let means: Vec<f64> = y.iter().map(|r| fit::mean(r)).collect();
     let order: Vec<f64> = (0..means.len()).map(|k| k as f64).collect();
     let tau = fit::kendall(&order, &means).map(Estimate::exact);
-    let dir = if sign < 0.0 {
-        "decreasing"
-    } else {
-        "increasing"
-    };
+    let dir = if sign < 0.0 { "decreasing" } else { "increasing" };
     Ok(CheckOutcome {
         check: format!("{} {dir} in {} at every step", m.y, m.x),
         verdict,
@@ -402,24 +355,13 @@ fn correlation(ctx: &Ctx, c: &CorrelationCheck, i: usize) -> Result<CheckOutcome
     let idx = ctx.complete(&[&xs, &ys], None);
     let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
     let f = rank(c.method);
-    let est = fit::bootstrap(
-        &[&x, &y],
-        ctx.boot.resamples,
-        ctx.boot.level,
-        ctx.seed(&format!("check{i}")),
-        |c| f(&fit::row_means(&c[0]), &fit::row_means(&c[1])),
-    );
-    let name = if c.method == RankMethod::Spearman {
-        "ρ"
-    } else {
-        "τ"
-    };
+    let est = fit::bootstrap(&[&x, &y], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+        f(&fit::row_means(&c[0]), &fit::row_means(&c[1]))
+    });
+    let name = if c.method == RankMethod::Spearman { "ρ" } else { "τ" };
     let (verdict, note) = match &est {
         Some(e) => (band_verdict(e, c.min, c.max), None),
-        None => (
-            Verdict::Fail,
-            Some("correlation undefined (a constant column or too few rows)".into()),
-        ),
+        None => (Verdict::Fail, Some("correlation undefined (a constant column or too few rows)".into())),
     };
     Ok(CheckOutcome {
         check: format!("{name}({}, {}) {}", c.x, c.y, band_text(c.min, c.max)),
@@ -434,44 +376,21 @@ fn correlation(ctx: &Ctx, c: &CorrelationCheck, i: usize) -> Result<CheckOutcome
 fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcome, String> {
     let (ys, bs, ts) = (ctx.rows(&c.y)?, ctx.rows(&c.better)?, ctx.rows(&c.than)?);
     let idx = ctx.complete(&[&ys, &bs, &ts], None);
-    let (y, b, t) = (
-        Ctx::pick(&ys, &idx),
-        Ctx::pick(&bs, &idx),
-        Ctx::pick(&ts, &idx),
-    );
+    let (y, b, t) = (Ctx::pick(&ys, &idx), Ctx::pick(&bs, &idx), Ctx::pick(&ts, &idx));
     let f = rank(c.method);
-    let est = fit::bootstrap(
-        &[&y, &b, &t],
-        ctx.boot.resamples,
-        ctx.boot.level,
-        ctx.seed(&format!("check{i}")),
-        |c| {
-            let (y, b, t) = (
-                fit::row_means(&c[0]),
-                fit::row_means(&c[1]),
-                fit::row_means(&c[2]),
-            );
-            Some(f(&b, &y)?.abs() - f(&t, &y)?.abs())
-        },
-    );
+    let est = fit::bootstrap(&[&y, &b, &t], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+        let (y, b, t) = (fit::row_means(&c[0]), fit::row_means(&c[1]), fit::row_means(&c[2]));
+        Some(f(&b, &y)?.abs() - f(&t, &y)?.abs())
+    });
     let (verdict, note) = match &est {
         Some(e) if e.lo_or_value() > 0.0 => (Verdict::Pass, None),
         Some(e) if e.hi_or_value() <= 0.0 => (Verdict::Fail, None),
         Some(_) => (Verdict::Inconclusive, None),
         None => (Verdict::Fail, Some("rank correlation undefined".into())),
     };
-    let name = if c.method == RankMethod::Spearman {
-        "ρ"
-    } else {
-        "τ"
-    };
+    let name = if c.method == RankMethod::Spearman { "ρ" } else { "τ" };
     Ok(CheckOutcome {
-        check: format!(
-            "|{name}({}, {y})| > |{name}({}, {y})|",
-            c.better,
-            c.than,
-            y = c.y
-        ),
+        check: format!("|{name}({}, {y})| > |{name}({}, {y})|", c.better, c.than, y = c.y),
         verdict,
         measured: est,
         expected: "difference > 0".into(),
@@ -483,51 +402,96 @@ fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcom
 fn crossover(ctx: &Ctx, c: &CrossoverCheck, i: usize) -> Result<CheckOutcome, String> {
     let (xs, a, b) = (ctx.rows(&c.x)?, ctx.rows(&c.a)?, ctx.rows(&c.b)?);
     let idx = ctx.complete(&[&xs, &a, &b], None);
-    let (x, a, b) = (
-        Ctx::pick(&xs, &idx),
-        Ctx::pick(&a, &idx),
-        Ctx::pick(&b, &idx),
-    );
-    let est = fit::bootstrap(
-        &[&x, &a, &b],
-        ctx.boot.resamples,
-        ctx.boot.level,
-        ctx.seed(&format!("check{i}")),
-        |c| {
-            let (a, b) = (fit::row_means(&c[1]), fit::row_means(&c[2]));
-            // The sign of a − b, interpolated as ln a − ln b when both are positive: that is linear
-            // in ln x for power laws (and on the papers' log-log axes), where a − b is not.
-            let positive = a.iter().chain(&b).all(|v| *v > 0.0);
-            let d: Vec<f64> = a
-                .iter()
-                .zip(&b)
-                .map(|(p, q)| if positive { p.ln() - q.ln() } else { p - q })
-                .collect();
-            fit::crossover(&fit::row_means(&c[0]), &d)
-        },
-    );
+    let (x, a, b) = (Ctx::pick(&xs, &idx), Ctx::pick(&a, &idx), Ctx::pick(&b, &idx));
+    let est = fit::bootstrap(&[&x, &a, &b], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+        let (a, b) = (fit::row_means(&c[1]), fit::row_means(&c[2]));
+        // The sign of a − b, interpolated as ln a − ln b when both are positive: that is linear
+        // in ln x for power laws (and on the papers' log-log axes), where a − b is not.
+        let positive = a.iter().chain(&b).all(|v| *v > 0.0);
+        let d: Vec<f64> = a.iter().zip(&b).map(|(p, q)| if positive { p.ln() - q.ln() } else { p - q }).collect();
+        fit::crossover(&fit::row_means(&c[0]), &d)
+    });
     let (verdict, note) = match &est {
         Some(e) => (band_verdict(e, c.min, c.max), None),
-        None => (
-            Verdict::Fail,
-            Some(format!(
-                "{} − {} never changes sign over the measured {}",
-                c.a, c.b, c.x
-            )),
-        ),
+        None => (Verdict::Fail, Some(format!("{} − {} never changes sign over the measured {}", c.a, c.b, c.x))),
     };
     Ok(CheckOutcome {
-        check: format!(
-            "{} − {} changes sign at {} {}",
-            c.a,
-            c.b,
-            c.x,
-            band_text(c.min, c.max)
-        ),
+        check: format!("{} − {} changes sign at {} {}", c.a, c.b, c.x, band_text(c.min, c.max)),
         verdict,
         measured: est,
         expected: band_text(c.min, c.max),
         rows: vec![],
+        note,
+    })
+}
+
+fn exponent(ctx: &Ctx, c: &ExponentCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (xs, ys) = (ctx.rows(&c.x)?, ctx.rows(&c.y)?);
+    let idx = ctx.complete(&[&xs, &ys], None);
+    let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
+    let est = fit::bootstrap(&[&x, &y], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+        fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| p.exponent)
+    });
+    let (verdict, note) = match &est {
+        Some(e) => (band_verdict(e, c.min, c.max), None),
+        None => (Verdict::Fail, Some("no power law fits (needs positive values at two distinct x)".into())),
+    };
+    Ok(CheckOutcome {
+        check: format!("exponent of {} against {} {}", c.y, c.x, band_text(c.min, c.max)),
+        verdict,
+        measured: est,
+        expected: band_text(c.min, c.max),
+        rows: vec![],
+        note,
+    })
+}
+
+fn ordered(ctx: &Ctx, o: &OrderedCheck, i: usize) -> Result<CheckOutcome, String> {
+    let cols: Vec<Vec<Option<Vec<f64>>>> = o.columns.iter().map(|c| ctx.rows(c)).collect::<Result<_, _>>()?;
+    let refs: Vec<&Vec<Option<Vec<f64>>>> = cols.iter().collect();
+    let sign = if o.direction == Direction::Decreasing { 1.0 } else { -1.0 };
+    let mut rows = vec![];
+    let mut worst: Option<Estimate> = None;
+    for r in ctx.complete(&refs, o.rows.as_ref()) {
+        for j in 0..cols.len() - 1 {
+            let pair: Vec<Rows> =
+                vec![vec![cols[j][r].clone().expect("complete")], vec![cols[j + 1][r].clone().expect("complete")]];
+            // The relative gap, positive when the pair is in the claimed order; replicates share
+            // their noise bank, so the bootstrap resamples them in pairs.
+            let seed = ctx.seed(&format!("check{i}/{}/{j}", ctx.data.rows[r]));
+            let est = fit::bootstrap(&[&pair[0], &pair[1]], ctx.boot.resamples, ctx.boot.level, seed, |c| {
+                let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[1][0]));
+                Some(sign * (a - b) / b.abs().max(1e-300))
+            })
+            .expect("defined");
+            let verdict = if est.lo_or_value() > 0.0 {
+                Verdict::Pass
+            } else if est.hi_or_value() <= 0.0 {
+                Verdict::Fail
+            } else {
+                Verdict::Inconclusive
+            };
+            if worst.is_none_or(|w| est.lo_or_value() < w.lo_or_value()) {
+                worst = Some(est);
+            }
+            let rel = if sign > 0.0 { ">" } else { "<" };
+            rows.push(RowOutcome {
+                row: format!("{}: {} {rel} {}", ctx.data.rows[r], o.columns[j], o.columns[j + 1]),
+                measured: est,
+                expected: "relative gap > 0".into(),
+                verdict,
+                note: None,
+            });
+        }
+    }
+    let (verdict, note) = rows_verdict(&rows);
+    let rel = if sign > 0.0 { " > " } else { " < " };
+    Ok(CheckOutcome {
+        check: format!("{} in every row", o.columns.join(rel)),
+        verdict,
+        measured: worst,
+        expected: "smallest relative gap > 0".into(),
+        rows,
         note,
     })
 }
@@ -539,19 +503,14 @@ pub fn fit_claim(ctx: &Ctx, spec: &FitSpec) -> Result<Option<FitOutcome>, String
     let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
     let seed = ctx.seed("fit");
     let stat = |which: fn(&fit::PowerLaw) -> f64| {
-        move |c: &[Rows]| {
-            fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| which(&p))
-        }
+        move |c: &[Rows]| fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| which(&p))
     };
     let (b, r) = (ctx.boot.resamples, ctx.boot.level);
     let Some(exponent) = fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.exponent)) else {
         return Ok(None);
     };
-    let prefactor =
-        fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.prefactor)).expect("same data");
-    let r2 = fit::power_law(&fit::row_means(&x), &fit::row_means(&y))
-        .map(|p| p.r2)
-        .unwrap_or(f64::NAN);
+    let prefactor = fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.prefactor)).expect("same data");
+    let r2 = fit::power_law(&fit::row_means(&x), &fit::row_means(&y)).map(|p| p.r2).unwrap_or(f64::NAN);
     Ok(Some(FitOutcome {
         x: spec.power_law.x.clone(),
         y: spec.power_law.y.clone(),
@@ -571,6 +530,8 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
         Check::Correlation(c) => correlation(ctx, c, i),
         Check::RanksBetter(c) => ranks_better(ctx, c, i),
         Check::Crossover(c) => crossover(ctx, c, i),
+        Check::Exponent(c) => exponent(ctx, c, i),
+        Check::Ordered(c) => ordered(ctx, c, i),
     };
     r.unwrap_or_else(|e| CheckOutcome {
         check: format!("check {}", i + 1),

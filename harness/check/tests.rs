@@ -9,19 +9,9 @@ struct Data {
     cols: Columns,
 }
 
-fn data(
-    rows: &[&str],
-    measured: &[(&str, Vec<Vec<f64>>)],
-    printed: &[(&str, Vec<Option<f64>>)],
-) -> Data {
-    let mut d = ClaimData {
-        rows: rows.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    let mut cols = Columns {
-        rows: d.rows.clone(),
-        ..Default::default()
-    };
+fn data(rows: &[&str], measured: &[(&str, Vec<Vec<f64>>)], printed: &[(&str, Vec<Option<f64>>)]) -> Data {
+    let mut d = ClaimData { rows: rows.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    let mut cols = Columns { rows: d.rows.clone(), ..Default::default() };
     for (k, v) in measured {
         d.measured.insert(k.to_string(), v.clone());
         cols.measured.insert(k.to_string());
@@ -33,20 +23,10 @@ fn data(
     Data { data: d, cols }
 }
 
-const BOOT: Bootstrap = Bootstrap {
-    resamples: 400,
-    level: 0.95,
-};
+const BOOT: Bootstrap = Bootstrap { resamples: 400, level: 0.95 };
 
 fn run(d: &Data, check: Check) -> CheckOutcome {
-    let ctx = Ctx {
-        data: &d.data,
-        fit: None,
-        cols: &d.cols,
-        boot: &BOOT,
-        suite: "t",
-        claim: "t/c",
-    };
+    let ctx = Ctx { data: &d.data, fit: None, cols: &d.cols, boot: &BOOT, suite: "t", claim: "t/c" };
     evaluate(&ctx, &check, 0)
 }
 
@@ -56,48 +36,23 @@ fn exact(v: &[f64]) -> Vec<Vec<f64>> {
 
 fn noisy(v: &[f64], sd: f64, n: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut r = crate::run::seed::Rng::new(seed);
-    v.iter()
-        .map(|m| (0..n).map(|_| m + sd * r.normal()).collect())
-        .collect()
+    v.iter().map(|m| (0..n).map(|_| m + sd * r.normal()).collect()).collect()
 }
 
 #[test]
 fn band_verdict_has_three_outcomes() {
-    let e = |v, lo, hi| Estimate {
-        value: v,
-        lo: Some(lo),
-        hi: Some(hi),
-    };
-    assert_eq!(
-        band_verdict(&e(0.5, 0.4, 0.6), Some(0.0), Some(1.0)),
-        Verdict::Pass
-    );
-    assert_eq!(
-        band_verdict(&e(1.5, 1.4, 1.6), Some(0.0), Some(1.0)),
-        Verdict::Fail
-    );
-    assert_eq!(
-        band_verdict(&e(0.95, 0.9, 1.1), Some(0.0), Some(1.0)),
-        Verdict::Inconclusive
-    );
-    assert_eq!(
-        band_verdict(&Estimate::exact(1.0), Some(0.0), Some(1.0)),
-        Verdict::Pass
-    );
-    assert_eq!(
-        band_verdict(&Estimate::exact(1.0 + 1e-12), Some(0.0), Some(1.0)),
-        Verdict::Fail
-    );
+    let e = |v, lo, hi| Estimate { value: v, lo: Some(lo), hi: Some(hi) };
+    assert_eq!(band_verdict(&e(0.5, 0.4, 0.6), Some(0.0), Some(1.0)), Verdict::Pass);
+    assert_eq!(band_verdict(&e(1.5, 1.4, 1.6), Some(0.0), Some(1.0)), Verdict::Fail);
+    assert_eq!(band_verdict(&e(0.95, 0.9, 1.1), Some(0.0), Some(1.0)), Verdict::Inconclusive);
+    assert_eq!(band_verdict(&Estimate::exact(1.0), Some(0.0), Some(1.0)), Verdict::Pass);
+    assert_eq!(band_verdict(&Estimate::exact(1.0 + 1e-12), Some(0.0), Some(1.0)), Verdict::Fail);
 }
 
 #[test]
 fn within_passes_and_a_wrong_reference_fails() {
     let rows = ["a", "b"];
-    let d = data(
-        &rows,
-        &[("g", exact(&[1.00, 2.00]))],
-        &[("g", vec![Some(1.01), Some(2.02)])],
-    );
+    let d = data(&rows, &[("g", exact(&[1.00, 2.00]))], &[("g", vec![Some(1.01), Some(2.02)])]);
     let chk = |abs| {
         Check::Within(WithinCheck {
             value: "g".into(),
@@ -111,11 +66,7 @@ fn within_passes_and_a_wrong_reference_fails() {
     };
     assert_eq!(run(&d, chk(0.05)).verdict, Verdict::Pass);
     // Negative control: a reference off by more than the tolerance.
-    let wrong = data(
-        &rows,
-        &[("g", exact(&[1.00, 2.00]))],
-        &[("g", vec![Some(1.01), Some(2.2)])],
-    );
+    let wrong = data(&rows, &[("g", exact(&[1.00, 2.00]))], &[("g", vec![Some(1.01), Some(2.2)])]);
     let out = run(&wrong, chk(0.05));
     assert_eq!(out.verdict, Verdict::Fail);
     assert_eq!(out.rows[1].verdict, Verdict::Fail);
@@ -124,15 +75,8 @@ fn within_passes_and_a_wrong_reference_fails() {
 #[test]
 fn errata_must_show_to_count() {
     let rows = ["ok", "typo"];
-    let d = data(
-        &rows,
-        &[("g", exact(&[1.0, 53.0]))],
-        &[("g", vec![Some(1.0), Some(25.3)])],
-    );
-    let erratum = |row: &str| Erratum {
-        row: row.into(),
-        why: "printed MACs, not FLOPs".into(),
-    };
+    let d = data(&rows, &[("g", exact(&[1.0, 53.0]))], &[("g", vec![Some(1.0), Some(25.3)])]);
+    let erratum = |row: &str| Erratum { row: row.into(), why: "printed MACs, not FLOPs".into() };
     let chk = |errata| {
         Check::Within(WithinCheck {
             value: "g".into(),
@@ -152,21 +96,13 @@ fn errata_must_show_to_count() {
     // ... and declaring an erratum on a row that agrees is itself a failure.
     let out = run(&d, chk(vec![erratum("typo"), erratum("ok")]));
     assert_eq!(out.verdict, Verdict::Fail);
-    assert!(out.rows[0]
-        .note
-        .as_ref()
-        .unwrap()
-        .starts_with("declared erratum not observed"));
+    assert!(out.rows[0].note.as_ref().unwrap().starts_with("declared erratum not observed"));
 }
 
 #[test]
 fn within_is_inconclusive_when_the_interval_straddles() {
     // Replicates around 1.0 with sd 0.05 against 1.0 ± 0.01: the interval of the mean is wider.
-    let d = data(
-        &["a"],
-        &[("g", noisy(&[1.0], 0.05, 6, 1))],
-        &[("g", vec![Some(1.0)])],
-    );
+    let d = data(&["a"], &[("g", noisy(&[1.0], 0.05, 6, 1))], &[("g", vec![Some(1.0)])]);
     let chk = Check::Within(WithinCheck {
         value: "g".into(),
         reference: None,
@@ -182,15 +118,8 @@ fn within_is_inconclusive_when_the_interval_straddles() {
 #[test]
 fn band_single_value_and_rows() {
     let d = data(&["a", "b"], &[("s", exact(&[0.8, 0.83]))], &[]);
-    let chk = |lo, hi| {
-        Check::Band(BandCheck {
-            of: "s".into(),
-            min: Some(lo),
-            max: Some(hi),
-            rows: None,
-            errata: vec![],
-        })
-    };
+    let chk =
+        |lo, hi| Check::Band(BandCheck { of: "s".into(), min: Some(lo), max: Some(hi), rows: None, errata: vec![] });
     assert_eq!(run(&d, chk(0.75, 0.86)).verdict, Verdict::Pass);
     // Negative control: a band the values miss.
     assert_eq!(run(&d, chk(0.0, 0.5)).verdict, Verdict::Fail);
@@ -206,36 +135,16 @@ fn monotone_passes_and_shuffled_sizes_fail() {
         direction: Direction::Decreasing,
         rows: None,
     });
-    let d = data(
-        &rows,
-        &[
-            ("size", size.clone()),
-            ("fid", exact(&[25.3, 24.3, 24.1, 23.7])),
-        ],
-        &[],
-    );
+    let d = data(&rows, &[("size", size.clone()), ("fid", exact(&[25.3, 24.3, 24.1, 23.7]))], &[]);
     let out = run(&d, chk.clone());
     assert_eq!(out.verdict, Verdict::Pass);
     assert_eq!(out.measured.unwrap().value, -1.0);
     // Negative control: the size labels shuffled.
-    let shuffled = data(
-        &rows,
-        &[
-            ("size", exact(&[3.0, 1.0, 4.0, 2.0])),
-            ("fid", exact(&[25.3, 24.3, 24.1, 23.7])),
-        ],
-        &[],
-    );
+    let shuffled =
+        data(&rows, &[("size", exact(&[3.0, 1.0, 4.0, 2.0])), ("fid", exact(&[25.3, 24.3, 24.1, 23.7]))], &[]);
     assert_eq!(run(&shuffled, chk.clone()).verdict, Verdict::Fail);
     // Noise larger than the steps: the trend cannot be told apart, so not a pass.
-    let blurred = data(
-        &rows,
-        &[
-            ("size", size),
-            ("fid", noisy(&[25.3, 25.2, 25.1, 25.0], 1.0, 4, 7)),
-        ],
-        &[],
-    );
+    let blurred = data(&rows, &[("size", size), ("fid", noisy(&[25.3, 25.2, 25.1, 25.0], 1.0, 4, 7))], &[]);
     assert_ne!(run(&blurred, chk).verdict, Verdict::Pass);
 }
 
@@ -243,10 +152,7 @@ fn monotone_passes_and_shuffled_sizes_fail() {
 fn correlation_sign_is_checked() {
     let d = data(
         &["a", "b", "c", "d", "e"],
-        &[
-            ("x", exact(&[1., 2., 3., 4., 5.])),
-            ("y", exact(&[9., 7., 6., 3., 1.])),
-        ],
+        &[("x", exact(&[1., 2., 3., 4., 5.])), ("y", exact(&[9., 7., 6., 3., 1.]))],
         &[],
     );
     let chk = |max| {
@@ -300,21 +206,11 @@ fn crossover_located_missing_or_misplaced() {
     let x = [1.0, 10.0, 100.0];
     let d = data(
         &["1", "10", "100"],
-        &[
-            ("x", exact(&x)),
-            ("a", exact(&[1.0, 1.0, 1.0])),
-            ("b", exact(&[10.0, 1.0, 0.1])),
-        ],
+        &[("x", exact(&x)), ("a", exact(&[1.0, 1.0, 1.0])), ("b", exact(&[10.0, 1.0, 0.1]))],
         &[],
     );
     let chk = |a: &str, b: &str, lo, hi| {
-        Check::Crossover(CrossoverCheck {
-            x: "x".into(),
-            a: a.into(),
-            b: b.into(),
-            min: Some(lo),
-            max: Some(hi),
-        })
+        Check::Crossover(CrossoverCheck { x: "x".into(), a: a.into(), b: b.into(), min: Some(lo), max: Some(hi) })
     };
     let out = run(&d, chk("a", "b", 5.0, 20.0));
     assert_eq!(out.verdict, Verdict::Pass);
@@ -323,11 +219,7 @@ fn crossover_located_missing_or_misplaced() {
     assert_eq!(run(&d, chk("a", "b", 50.0, 90.0)).verdict, Verdict::Fail);
     let apart = data(
         &["1", "10", "100"],
-        &[
-            ("x", exact(&x)),
-            ("a", exact(&[1.0, 1.0, 1.0])),
-            ("b", exact(&[10.0, 5.0, 2.0])),
-        ],
+        &[("x", exact(&x)), ("a", exact(&[1.0, 1.0, 1.0])), ("b", exact(&[10.0, 5.0, 2.0]))],
         &[],
     );
     assert_eq!(run(&apart, chk("a", "b", 0.0, 1e9)).verdict, Verdict::Fail);
@@ -337,62 +229,22 @@ fn crossover_located_missing_or_misplaced() {
 fn fitted_exponent_band_and_a_wrong_truth() {
     let xs = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
     let ys: Vec<f64> = xs.iter().map(|x: &f64| 2.0 * x.powf(-0.5)).collect();
-    let d = data(
-        &["1", "2", "3", "4", "5", "6"],
-        &[("x", noisy(&xs, 0.0, 3, 1)), ("y", noisy(&ys, 0.02, 3, 2))],
-        &[],
-    );
-    let ctx = Ctx {
-        data: &d.data,
-        fit: None,
-        cols: &d.cols,
-        boot: &BOOT,
-        suite: "t",
-        claim: "t/c",
-    };
-    let fit = fit_claim(
-        &ctx,
-        &FitSpec {
-            power_law: PowerLawFit {
-                x: "x".into(),
-                y: "y".into(),
-            },
-        },
-    )
-    .unwrap()
-    .unwrap();
+    let d = data(&["1", "2", "3", "4", "5", "6"], &[("x", noisy(&xs, 0.0, 3, 1)), ("y", noisy(&ys, 0.02, 3, 2))], &[]);
+    let ctx = Ctx { data: &d.data, fit: None, cols: &d.cols, boot: &BOOT, suite: "t", claim: "t/c" };
+    let fit = fit_claim(&ctx, &FitSpec { power_law: PowerLawFit { x: "x".into(), y: "y".into() } }).unwrap().unwrap();
     let cols = Columns {
         measured: d.cols.measured.clone(),
         printed: BTreeSet::new(),
         scalars: BTreeSet::new(),
         rows: d.cols.rows.clone(),
     };
-    let ctx = Ctx {
-        data: &d.data,
-        fit: Some(&fit),
-        cols: &cols,
-        boot: &BOOT,
-        suite: "t",
-        claim: "t/c",
-    };
+    let ctx = Ctx { data: &d.data, fit: Some(&fit), cols: &cols, boot: &BOOT, suite: "t", claim: "t/c" };
     let band = |lo, hi| {
-        Check::Band(BandCheck {
-            of: "fit.exponent".into(),
-            min: Some(lo),
-            max: Some(hi),
-            rows: None,
-            errata: vec![],
-        })
+        Check::Band(BandCheck { of: "fit.exponent".into(), min: Some(lo), max: Some(hi), rows: None, errata: vec![] })
     };
-    assert_eq!(
-        evaluate(&ctx, &band(-0.55, -0.45), 0).verdict,
-        Verdict::Pass
-    );
+    assert_eq!(evaluate(&ctx, &band(-0.55, -0.45), 0).verdict, Verdict::Pass);
     // Negative control: the band of a wrong truth (−0.6).
-    assert_eq!(
-        evaluate(&ctx, &band(-0.65, -0.55), 0).verdict,
-        Verdict::Fail
-    );
+    assert_eq!(evaluate(&ctx, &band(-0.65, -0.55), 0).verdict, Verdict::Fail);
 }
 
 #[test]

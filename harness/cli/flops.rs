@@ -1,8 +1,6 @@
 //! `diffscale flops`: parameters and compute of any model config, in every convention.
 
-use crate::compute::{
-    budget, Convention, DitConfig, MicroDitConfig, ModelConfig, PixArtConfig, UnetConfig,
-};
+use crate::compute::{budget, Convention, DitConfig, MicroDitConfig, ModelConfig, PixArtConfig, UnetConfig};
 use crate::fit::fmt_num;
 use crate::suite::yaml::{parse_str, Files};
 use clap::Args;
@@ -69,8 +67,7 @@ fn config(args: &FlopsArgs) -> Result<ModelConfig, String> {
     let mut v: Value = if let Some(p) = preset(&args.model) {
         serde_json::to_value(p).expect("serializable")
     } else if let Some(file) = args.model.strip_prefix('@') {
-        let text =
-            std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read ({e})"))?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read ({e})"))?;
         parse_yaml(&text, file)?
     } else if args.model.trim_start().starts_with('{') || args.model.contains(':') {
         parse_yaml(&args.model, "<model>")?
@@ -82,23 +79,13 @@ fn config(args: &FlopsArgs) -> Result<ModelConfig, String> {
         ));
     };
     for s in &args.set {
-        let (k, val) = s
-            .split_once('=')
-            .ok_or(format!("--set takes FIELD=VALUE, not `{s}`"))?;
+        let (k, val) = s.split_once('=').ok_or(format!("--set takes FIELD=VALUE, not `{s}`"))?;
         let parsed = parse_yaml(&format!("v: {val}"), "<--set>")?["v"].clone();
-        v.as_object_mut()
-            .ok_or("the model must be a mapping")?
-            .insert(k.trim().to_string(), parsed);
+        v.as_object_mut().ok_or("the model must be a mapping")?.insert(k.trim().to_string(), parsed);
     }
-    let files = Files {
-        paths: vec!["<model>".into()],
-    };
-    let node = parse_str(
-        &serde_json::to_string(&v).expect("json"),
-        Path::new("<model>"),
-        0,
-    )
-    .map_err(|e| e.to_string())?;
+    let files = Files { paths: vec!["<model>".into()] };
+    let node =
+        parse_str(&serde_json::to_string(&v).expect("json"), Path::new("<model>"), 0).map_err(|e| e.to_string())?;
     let m: ModelConfig = crate::suite::load::typed(&files, &node).map_err(|e| e.to_string())?;
     if let Some((field, msg)) = m.validate().into_iter().next() {
         return Err(format!("{field} {msg}"));
@@ -110,10 +97,7 @@ pub fn run(args: FlopsArgs) -> Result<i32, String> {
     let m = config(&args)?;
     let tally = m.count();
     let total = tally.total();
-    let forward: Vec<(Convention, f64)> = Convention::ALL
-        .iter()
-        .map(|c| (*c, c.forward(&total, None)))
-        .collect();
+    let forward: Vec<(Convention, f64)> = Convention::ALL.iter().map(|c| (*c, c.forward(&total, None))).collect();
     let training = match (args.batch, args.steps) {
         (Some(b), Some(s)) => Some((b, s)),
         (Some(_), None) => return Err("--batch needs --steps".into()),
@@ -130,12 +114,7 @@ pub fn run(args: FlopsArgs) -> Result<i32, String> {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(0);
     }
-    println!(
-        "params: {} trainable ({}M), {} frozen",
-        total.params,
-        fmt_num(total.params as f64 / 1e6),
-        total.frozen
-    );
+    println!("params: {} trainable ({}M), {} frozen", total.params, fmt_num(total.params as f64 / 1e6), total.frozen);
     println!("\nforward pass, one sample:");
     for (c, v) in &forward {
         println!("  {:>12} G  {}", fmt_num(v / 1e9), c.label());
@@ -143,41 +122,21 @@ pub fn run(args: FlopsArgs) -> Result<i32, String> {
     println!("\nby part:");
     for (name, c) in tally.breakdown() {
         let macs = Convention::Macs.forward(&c, None);
-        println!(
-            "  {name:<10} {:>10}M params  {:>12} GMACs",
-            fmt_num(c.params as f64 / 1e6),
-            fmt_num(macs / 1e9)
-        );
+        println!("  {name:<10} {:>10}M params  {:>12} GMACs", fmt_num(c.params as f64 / 1e6), fmt_num(macs / 1e9));
     }
     if let Some((b, s)) = training {
-        println!(
-            "\ntraining, 3 × forward × batch {} × steps {}:",
-            fmt_num(b),
-            fmt_num(s)
-        );
+        println!("\ntraining, 3 × forward × batch {} × steps {}:", fmt_num(b), fmt_num(s));
         for (c, v) in &forward {
-            println!(
-                "  {:>12}  {}",
-                fmt_num(budget::training_compute(*v, b, s)),
-                c.label()
-            );
+            println!("  {:>12}  {}", fmt_num(budget::training_compute(*v, b, s)), c.label());
         }
     } else if let Some(s) = args.steps {
         println!(
             "\nsampling, {} steps{}:",
             fmt_num(s),
-            if args.guided {
-                " with guidance (2 evaluations per step)"
-            } else {
-                ""
-            }
+            if args.guided { " with guidance (2 evaluations per step)" } else { "" }
         );
         for (c, v) in &forward {
-            println!(
-                "  {:>12} G  {}",
-                fmt_num(budget::sampling_cost(*v, s, args.guided) / 1e9),
-                c.label()
-            );
+            println!("  {:>12} G  {}", fmt_num(budget::sampling_cost(*v, s, args.guided) / 1e9), c.label());
         }
     }
     Ok(0)

@@ -110,8 +110,7 @@ pub enum Command {
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
-    Profile::parse(s)
-        .ok_or_else(|| format!("unknown profile `{s}` (profiles: smoke, cpu, gpu, paper)"))
+    Profile::parse(s).ok_or_else(|| format!("unknown profile `{s}` (profiles: smoke, cpu, gpu, paper)"))
 }
 
 /// An error that exits with status 2.
@@ -133,7 +132,9 @@ fn suites_from(paths: Vec<PathBuf>) -> anyhow::Result<Vec<suite::Suite>> {
     let paths = if paths.is_empty() {
         let d = PathBuf::from("suites");
         if !d.is_dir() {
-            return Err(usage("no suites/ folder here: run from the diffscale checkout, or name suite files or folders"));
+            return Err(usage(
+                "no suites/ folder here: run from the diffscale checkout, or name suite files or folders",
+            ));
         }
         vec![d]
     } else {
@@ -153,13 +154,7 @@ struct Reporter {
 
 impl Reporter {
     fn new() -> Self {
-        Reporter {
-            bar: None,
-            last_claim: String::new(),
-            done: 0,
-            total: 0,
-            reused: 0,
-        }
+        Reporter { bar: None, last_claim: String::new(), done: 0, total: 0, reused: 0 }
     }
 }
 
@@ -195,12 +190,7 @@ impl Progress for Reporter {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        eprintln!(
-            "{} cases: {} run, {} reused from an earlier run",
-            self.total,
-            self.total - self.reused,
-            self.reused
-        );
+        eprintln!("{} cases: {} run, {} reused from an earlier run", self.total, self.total - self.reused, self.reused);
     }
 }
 
@@ -208,20 +198,14 @@ fn print_results(results: &[ClaimResult]) {
     let width = results.iter().map(|r| r.id.len()).max().unwrap_or(10);
     for r in results {
         let m = match (r.measured, r.interval) {
-            (Some(m), Some([a, b])) => format!(
-                "{} [{}, {}]",
-                crate::fit::fmt_num(m),
-                crate::fit::fmt_num(a),
-                crate::fit::fmt_num(b)
-            ),
+            (Some(m), Some([a, b])) => {
+                format!("{} [{}, {}]", crate::fit::fmt_num(m), crate::fit::fmt_num(a), crate::fit::fmt_num(b))
+            }
             (Some(m), None) => crate::fit::fmt_num(m),
             _ => String::new(),
         };
         println!("{:<12} {:<width$}  {m}", r.verdict.label(), r.id);
-        if matches!(
-            r.verdict,
-            Verdict::Fail | Verdict::Skipped | Verdict::Erratum | Verdict::Inconclusive
-        ) {
+        if matches!(r.verdict, Verdict::Fail | Verdict::Skipped | Verdict::Erratum | Verdict::Inconclusive) {
             if let Some(why) = &r.reason {
                 let short: String = why.chars().take(220).collect();
                 println!("{:<12} {:<width$}  └ {short}", "", "");
@@ -239,17 +223,8 @@ fn judge_and_report(
     let summary = Summary::new(manifest, results);
     report::write_all(out, manifest, &summary, records)?;
     print_results(&summary.claims);
-    let counts: Vec<String> = summary
-        .counts
-        .iter()
-        .map(|(k, v)| format!("{v} {k}"))
-        .collect();
-    println!(
-        "\n{} claims: {}. Report: {}",
-        summary.claims.len(),
-        counts.join(", "),
-        out.join("report.md").display()
-    );
+    let counts: Vec<String> = summary.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!("\n{} claims: {}. Report: {}", summary.claims.len(), counts.join(", "), out.join("report.md").display());
     Ok(summary)
 }
 
@@ -257,12 +232,7 @@ fn exit_for(summary: &Summary) -> i32 {
     i32::from(summary.worst() == Verdict::Fail)
 }
 
-fn new_manifest(
-    profile: Profile,
-    shard: Option<Shard>,
-    machine: Machine,
-    claims: Vec<ResolvedClaim>,
-) -> Manifest {
+fn new_manifest(profile: Profile, shard: Option<Shard>, machine: Machine, claims: Vec<ResolvedClaim>) -> Manifest {
     Manifest {
         schema_version: SCHEMA_VERSION,
         diffscale_version: VERSION.into(),
@@ -286,17 +256,11 @@ fn cmd_run(
     fresh: bool,
 ) -> anyhow::Result<i32> {
     if device != "cpu" {
-        let ok = device
-            .strip_prefix("cuda:")
-            .is_some_and(|n| n.parse::<u32>().is_ok());
+        let ok = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
         if !ok {
-            return Err(usage(format!(
-                "--device takes cpu or cuda:N, not `{device}`"
-            )));
+            return Err(usage(format!("--device takes cpu or cuda:N, not `{device}`")));
         }
-        return Err(usage(
-            "this build of diffscale has no CUDA support; every current claim runs on --device cpu",
-        ));
+        return Err(usage("this build of diffscale has no CUDA support; every current claim runs on --device cpu"));
     }
     if seeds == Some(0) {
         return Err(usage("--seeds must be at least 1"));
@@ -304,10 +268,7 @@ fn cmd_run(
     let suites = suites_from(paths)?;
     let claims = run::plan(&suites, claim.as_deref(), profile, seeds);
     if claims.is_empty() {
-        return Err(usage(format!(
-            "no claim matches `{}`; see `diffscale list`",
-            claim.unwrap_or_default()
-        )));
+        return Err(usage(format!("no claim matches `{}`; see `diffscale list`", claim.unwrap_or_default())));
     }
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(profile.name()));
     let machine = Machine::detect(&device);
@@ -325,14 +286,7 @@ fn cmd_run(
     std::fs::create_dir_all(&out)?;
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut progress = Reporter::new();
-    let records = run::run_cases(
-        &manifest.claims,
-        &out,
-        shard,
-        fresh,
-        &machine,
-        &mut progress,
-    )?;
+    let records = run::run_cases(&manifest.claims, &out, shard, fresh, &machine, &mut progress)?;
     if let Some(s) = shard {
         println!(
             "shard {}/{}: {} cases in {}. Join the shards with `diffscale merge DIRS… --out DIR`.",
@@ -341,10 +295,7 @@ fn cmd_run(
             records.len(),
             out.display()
         );
-        let failed = records
-            .values()
-            .filter(|r| r.status == run::record::CaseStatus::Failed)
-            .count();
+        let failed = records.values().filter(|r| r.status == run::record::CaseStatus::Failed).count();
         return Ok(i32::from(failed > 0));
     }
     let summary = judge_and_report(&out, &manifest, &records)?;
@@ -355,40 +306,17 @@ fn cmd_list(paths: Vec<PathBuf>, claim: Option<String>) -> anyhow::Result<i32> {
     let suites = suites_from(paths)?;
     println!("profiles: smoke (seconds, used by the tests), cpu (default, minutes), gpu (one GPU, ~1 h), paper (the papers' settings)\n");
     for s in &suites {
-        println!(
-            "{} v{}: {} ({})",
-            s.name,
-            s.version,
-            s.title,
-            s.path.display()
-        );
-        for c in s.claims.iter().filter(|c| {
-            claim
-                .as_deref()
-                .is_none_or(|g| suite::glob_match(g, &c.doc.id))
-        }) {
+        println!("{} v{}: {} ({})", s.name, s.version, s.title, s.path.display());
+        for c in s.claims.iter().filter(|c| claim.as_deref().is_none_or(|g| suite::glob_match(g, &c.doc.id))) {
             let kind = c
                 .plans
                 .values()
-                .find_map(|p| {
-                    if let Plan::Run(e) = p {
-                        Some(e.kind_name())
-                    } else {
-                        None
-                    }
-                })
+                .find_map(|p| if let Plan::Run(e) = p { Some(e.kind_name()) } else { None })
                 .unwrap_or("-");
-            let skipped: Vec<&str> = c
-                .plans
-                .iter()
-                .filter(|(_, p)| matches!(p, Plan::Skip(_)))
-                .map(|(k, _)| k.name())
-                .collect();
-            let skip = if skipped.is_empty() {
-                String::new()
-            } else {
-                format!(" [skipped in: {}]", skipped.join(", "))
-            };
+            let skipped: Vec<&str> =
+                c.plans.iter().filter(|(_, p)| matches!(p, Plan::Skip(_))).map(|(k, _)| k.name()).collect();
+            let skip =
+                if skipped.is_empty() { String::new() } else { format!(" [skipped in: {}]", skipped.join(", ")) };
             println!("  {:<42} {:<20} {}{skip}", c.doc.id, kind, c.doc.source);
         }
     }
@@ -403,63 +331,33 @@ fn cmd_report(dir: PathBuf) -> anyhow::Result<i32> {
 }
 
 fn read_summary(p: &Path) -> anyhow::Result<Summary> {
-    let file = if p.is_dir() {
-        p.join("summary.json")
-    } else {
-        p.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| usage(format!("{}: cannot read ({e})", file.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        usage(format!(
-            "{}: not a diffscale summary.json ({e})",
-            file.display()
-        ))
-    })
+    let file = if p.is_dir() { p.join("summary.json") } else { p.to_path_buf() };
+    let text = std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: cannot read ({e})", file.display())))?;
+    serde_json::from_str(&text).map_err(|e| usage(format!("{}: not a diffscale summary.json ({e})", file.display())))
 }
 
 fn cmd_compare(run: PathBuf, baseline: PathBuf, rel: f64, abs: f64) -> anyhow::Result<i32> {
     let (r, b) = (read_summary(&run)?, read_summary(&baseline)?);
     if r.profile != b.profile {
-        eprintln!(
-            "note: comparing profile `{}` against a `{}` baseline",
-            r.profile, b.profile
-        );
+        eprintln!("note: comparing profile `{}` against a `{}` baseline", r.profile, b.profile);
     }
     let findings = compare::compare(&r, &b, rel, abs);
     let regressions = findings.iter().filter(|f| f.regression).count();
     for f in &findings {
-        println!(
-            "{} {}: {}",
-            if f.regression {
-                "REGRESSION"
-            } else {
-                "note      "
-            },
-            f.id,
-            f.message
-        );
+        println!("{} {}: {}", if f.regression { "REGRESSION" } else { "note      " }, f.id, f.message);
     }
-    println!(
-        "{} claims compared, {regressions} regression(s).",
-        b.claims.len()
-    );
+    println!("{} claims compared, {regressions} regression(s).", b.claims.len());
     Ok(i32::from(regressions > 0))
 }
 
 fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
-    let manifests: Vec<Manifest> = dirs
-        .iter()
-        .map(|d| run::read_manifest(d).map_err(usage))
-        .collect::<Result<_, _>>()?;
+    let manifests: Vec<Manifest> =
+        dirs.iter().map(|d| run::read_manifest(d).map_err(usage)).collect::<Result<_, _>>()?;
     let first = &manifests[0];
     for (d, m) in dirs.iter().zip(&manifests).skip(1) {
         let same = m.profile == first.profile
             && m.claims.len() == first.claims.len()
-            && m.claims
-                .iter()
-                .zip(&first.claims)
-                .all(|(a, b)| a.hash == b.hash && a.cases == b.cases);
+            && m.claims.iter().zip(&first.claims).all(|(a, b)| a.hash == b.hash && a.cases == b.cases);
         if !same {
             return Err(usage(format!(
                 "{} was planned from different suites or options than {}",
@@ -472,12 +370,7 @@ fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
     for (d, m) in dirs.iter().zip(&manifests) {
         for (hash, r) in run::read_records(d, &m.claims) {
             if let Some((other, _)) = found.get(&hash) {
-                return Err(usage(format!(
-                    "case {} is in both {} and {}",
-                    r.case_id,
-                    other.display(),
-                    d.display()
-                )));
+                return Err(usage(format!("case {} is in both {} and {}", r.case_id, other.display(), d.display())));
             }
             found.insert(hash, (d.clone(), r));
         }
@@ -490,16 +383,9 @@ fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
         .map(|c| c.case_id.as_str())
         .collect();
     if !missing.is_empty() {
-        return Err(usage(format!(
-            "{} case(s) missing from every shard, e.g. {}",
-            missing.len(),
-            missing[0]
-        )));
+        return Err(usage(format!("{} case(s) missing from every shard, e.g. {}", missing.len(), missing[0])));
     }
-    let manifest = Manifest {
-        shard: None,
-        ..first.clone()
-    };
+    let manifest = Manifest { shard: None, ..first.clone() };
     std::fs::create_dir_all(out.join("cases"))?;
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut records = BTreeMap::new();
@@ -529,23 +415,11 @@ pub fn main() -> i32 {
     };
     let r = match cli.command {
         Command::List { paths, claim } => cmd_list(paths, claim),
-        Command::Run {
-            paths,
-            claim,
-            profile,
-            out,
-            shard,
-            device,
-            seeds,
-            fresh,
-        } => cmd_run(paths, claim, profile, out, shard, device, seeds, fresh),
+        Command::Run { paths, claim, profile, out, shard, device, seeds, fresh } => {
+            cmd_run(paths, claim, profile, out, shard, device, seeds, fresh)
+        }
         Command::Report { dir } => cmd_report(dir),
-        Command::Compare {
-            run,
-            baseline,
-            rel,
-            abs,
-        } => cmd_compare(run, baseline, rel, abs),
+        Command::Compare { run, baseline, rel, abs } => cmd_compare(run, baseline, rel, abs),
         Command::Merge { dirs, out } => cmd_merge(dirs, out),
         Command::Flops(a) => flops::run(a).map_err(usage),
         Command::Schema => cmd_schema(),

@@ -27,9 +27,6 @@ mod tests {
 
     #[test]
     fn guidance_doubles_cost() {
-        assert_eq!(
-            sampling_cost(0.13, 50.0, true),
-            2.0 * sampling_cost(0.13, 50.0, false)
-        );
+        assert_eq!(sampling_cost(0.13, 50.0, true), 2.0 * sampling_cost(0.13, 50.0, false));
     }
 }

@@ -120,27 +120,12 @@ impl DitConfig {
         require(&mut e, self.heads >= 1, "heads", "must be at least 1");
         require(&mut e, self.patch >= 1, "patch", "must be at least 1");
         if self.heads >= 1 {
-            require(
-                &mut e,
-                self.hidden.is_multiple_of(self.heads),
-                "hidden",
-                "must be divisible by heads",
-            );
+            require(&mut e, self.hidden.is_multiple_of(self.heads), "hidden", "must be divisible by heads");
         }
         if self.patch >= 1 {
-            require(
-                &mut e,
-                self.input_size.is_multiple_of(self.patch),
-                "input_size",
-                "must be divisible by patch",
-            );
+            require(&mut e, self.input_size.is_multiple_of(self.patch), "input_size", "must be divisible by patch");
         }
-        require(
-            &mut e,
-            self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0,
-            "mlp_ratio",
-            "must be in (0, 64]",
-        );
+        require(&mut e, self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0, "mlp_ratio", "must be in (0, 64]");
         e
     }
 
@@ -160,11 +145,7 @@ impl DitConfig {
         c.params((self.num_classes + 1) * d);
 
         // In-context conditioning lengthens the sequence by the two conditioning tokens.
-        let seq = if self.block == DitBlock::InContext {
-            t + 2.0
-        } else {
-            t
-        };
+        let seq = if self.block == DitBlock::InContext { t + 2.0 } else { t };
         c.part("blocks");
         for _ in 0..self.depth {
             c.linear(TokenLinear, seq, d, 3 * d, true);
@@ -213,12 +194,7 @@ mod tests {
 
     #[test]
     fn table4_gflops_within_rounding() {
-        let cases = [
-            ("S", 8, 0.36),
-            ("B", 4, 5.56),
-            ("L", 2, 80.71),
-            ("XL", 2, 118.64),
-        ];
+        let cases = [("S", 8, 0.36), ("B", 4, 5.56), ("L", 2, 80.71), ("XL", 2, 118.64)];
         for (s, p, want) in cases {
             let got = gmacs(&DitConfig::named(s, p).unwrap());
             assert!((got - want).abs() < 0.05, "{s}/{p}: {got} vs {want}");
@@ -236,11 +212,7 @@ mod tests {
             c.block = b;
             let n = c.count().total();
             assert!((gmacs(&c) - gf).abs() < 0.05, "{b:?}: {}", gmacs(&c));
-            assert!(
-                (n.params as f64 / 1e6 - params_m).abs() < 1.0,
-                "{b:?}: {}",
-                n.params
-            );
+            assert!((n.params as f64 / 1e6 - params_m).abs() < 1.0, "{b:?}: {}", n.params);
         }
     }
 }

@@ -151,33 +151,13 @@ impl MicroDitConfig {
         require(&mut e, self.depth >= 1, "depth", "must be at least 1");
         require(&mut e, self.head_dim >= 1, "head_dim", "must be at least 1");
         require(&mut e, self.patch >= 1, "patch", "must be at least 1");
-        require(
-            &mut e,
-            self.multiple_of >= 1,
-            "multiple_of",
-            "must be at least 1",
-        );
-        require(
-            &mut e,
-            self.patch_mixer_dim >= 1,
-            "patch_mixer_dim",
-            "must be at least 1",
-        );
+        require(&mut e, self.multiple_of >= 1, "multiple_of", "must be at least 1");
+        require(&mut e, self.patch_mixer_dim >= 1, "patch_mixer_dim", "must be at least 1");
         if self.patch >= 1 {
-            require(
-                &mut e,
-                self.input_size.is_multiple_of(self.patch),
-                "input_size",
-                "must be divisible by patch",
-            );
+            require(&mut e, self.input_size.is_multiple_of(self.patch), "input_size", "must be divisible by patch");
         }
         if self.head_dim >= 1 {
-            require(
-                &mut e,
-                self.dim.is_multiple_of(self.head_dim),
-                "dim",
-                "must be divisible by head_dim",
-            );
+            require(&mut e, self.dim.is_multiple_of(self.head_dim), "dim", "must be divisible by head_dim");
             require(
                 &mut e,
                 self.patch_mixer_dim.is_multiple_of(self.head_dim),
@@ -185,57 +165,21 @@ impl MicroDitConfig {
                 "must be divisible by head_dim",
             );
         }
-        require(
-            &mut e,
-            (0.0..1.0).contains(&self.mask_ratio),
-            "mask_ratio",
-            "must be in [0, 1)",
-        );
-        let ratios_ok = self
-            .qkv_ratio
-            .iter()
-            .chain(&self.mlp_ratio)
-            .all(|r| *r > 0.0 && *r <= 64.0);
-        require(
-            &mut e,
-            ratios_ok,
-            "qkv_ratio",
-            "qkv and mlp ratios must be in (0, 64]",
-        );
-        require(
-            &mut e,
-            self.num_experts >= 1,
-            "num_experts",
-            "must be at least 1",
-        );
-        require(
-            &mut e,
-            self.expert_capacity > 0.0,
-            "expert_capacity",
-            "must be positive",
-        );
+        require(&mut e, (0.0..1.0).contains(&self.mask_ratio), "mask_ratio", "must be in [0, 1)");
+        let ratios_ok = self.qkv_ratio.iter().chain(&self.mlp_ratio).all(|r| *r > 0.0 && *r <= 64.0);
+        require(&mut e, ratios_ok, "qkv_ratio", "qkv and mlp ratios must be in (0, 64]");
+        require(&mut e, self.num_experts >= 1, "num_experts", "must be at least 1");
+        require(&mut e, self.expert_capacity > 0.0, "expert_capacity", "must be positive");
         e
     }
 
     fn block_shape(&self, dim: u64, qkv_ratio: f64, mlp_ratio: f64, moe: bool) -> Block {
         let step = 2 * self.head_dim;
-        let qkv = if qkv_ratio != 1.0 {
-            round_up((dim as f64 * qkv_ratio) as u64, step)
-        } else {
-            dim
-        };
+        let qkv = if qkv_ratio != 1.0 { round_up((dim as f64 * qkv_ratio) as u64, step) } else { dim };
         let mlp_hidden = (dim as f64 * mlp_ratio) as u64;
-        let ffn_hidden = if moe {
-            round_up(mlp_hidden, self.multiple_of)
-        } else {
-            round_up(2 * mlp_hidden / 3, self.multiple_of)
-        };
-        Block {
-            dim,
-            qkv,
-            ffn_hidden,
-            moe,
-        }
+        let ffn_hidden =
+            if moe { round_up(mlp_hidden, self.multiple_of) } else { round_up(2 * mlp_hidden / 3, self.multiple_of) };
+        Block { dim, qkv, ffn_hidden, moe }
     }
 
     /// One DiT block over `t` image tokens with `l` caption tokens of width `dim`.
@@ -324,9 +268,7 @@ impl MicroDitConfig {
         let qkv = linspace(self.qkv_ratio[0], self.qkv_ratio[1], self.depth as usize);
         let mlp = linspace(self.mlp_ratio[0], self.mlp_ratio[1], self.depth as usize);
         for i in 0..self.depth {
-            let moe = self.experts_every_n > 0
-                && i + 1 < self.depth
-                && (i + 1) % self.experts_every_n == 0;
+            let moe = self.experts_every_n > 0 && i + 1 < self.depth && (i + 1) % self.experts_every_n == 0;
             let b = self.block_shape(d, qkv[i as usize], mlp[i as usize], moe);
             self.block(&mut c, &b, t_kept);
         }
@@ -356,14 +298,7 @@ mod tests {
         let full = cfg.count();
         cfg.mask_ratio = 0.75;
         let masked = cfg.count();
-        let part = |t: &Tally, cat| {
-            t.breakdown()
-                .into_iter()
-                .find(|(n, _)| n == "backbone")
-                .unwrap()
-                .1
-                .macs[&cat]
-        };
+        let part = |t: &Tally, cat| t.breakdown().into_iter().find(|(n, _)| n == "backbone").unwrap().1.macs[&cat];
         let lin = part(&masked, Category::TokenLinear) / part(&full, Category::TokenLinear);
         let att = part(&masked, Category::SelfAttention) / part(&full, Category::SelfAttention);
         assert!((lin - 0.25).abs() < 1e-9, "{lin}");

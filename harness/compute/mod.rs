@@ -27,9 +27,7 @@ pub use pixart::PixArtConfig;
 pub use unet::UnetConfig;
 
 /// What a multiply-accumulate was spent on. Conventions differ in which of these they count.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Convolutions (patch embedding, UNet convs).
@@ -80,9 +78,7 @@ impl Count {
 
     /// MACs summed over the given categories.
     pub fn macs_in(&self, cats: &[Category]) -> f64 {
-        cats.iter()
-            .map(|c| self.macs.get(c).copied().unwrap_or(0.0))
-            .sum()
+        cats.iter().map(|c| self.macs.get(c).copied().unwrap_or(0.0)).sum()
     }
 }
 
@@ -95,10 +91,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn new() -> Self {
-        Tally {
-            parts: vec![("model".into(), Count::default())],
-            current: 0,
-        }
+        Tally { parts: vec![("model".into(), Count::default())], current: 0 }
     }
 
     /// Attribute everything counted from now on to `name` (created on first use).
@@ -162,11 +155,7 @@ impl Tally {
 
     /// Per-part counts, dropping empty parts.
     pub fn breakdown(&self) -> Vec<(String, Count)> {
-        self.parts
-            .iter()
-            .filter(|(_, c)| c.params > 0 || c.frozen > 0 || !c.macs.is_empty())
-            .cloned()
-            .collect()
+        self.parts.iter().filter(|(_, c)| c.params > 0 || c.frozen > 0 || !c.macs.is_empty()).cloned().collect()
     }
 }
 
@@ -187,17 +176,13 @@ pub enum ModelConfig {
 impl<'de> Deserialize<'de> for ModelConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use crate::suite::yaml::{tagged, variant};
-        tagged(
-            d,
-            "family",
-            &["dit", "unet", "pixart", "microdit"],
-            |name, v| match name {
-                "dit" => variant(v).map(ModelConfig::Dit),
-                "unet" => variant(v).map(ModelConfig::Unet),
-                "pixart" => variant(v).map(ModelConfig::Pixart),
-                _ => variant(v).map(ModelConfig::Microdit),
-            },
-        )
+        tagged(d, "family", &["dit", "unet", "pixart", "microdit"], |name, v| match name {
+            "dit" => variant(v).map(ModelConfig::Dit),
+            "unet" => variant(v).map(ModelConfig::Unet),
+            "pixart" => variant(v).map(ModelConfig::Pixart),
+            "microdit" => variant(v).map(ModelConfig::Microdit),
+            other => unreachable!("`tagged` admits only the listed families, not {other}"),
+        })
     }
 }
 
@@ -238,12 +223,8 @@ pub enum Convention {
 }
 
 impl Convention {
-    pub const ALL: [Convention; 4] = [
-        Convention::Macs,
-        Convention::MacsNoAttention,
-        Convention::Flops,
-        Convention::FlopsNoAttention,
-    ];
+    pub const ALL: [Convention; 4] =
+        [Convention::Macs, Convention::MacsNoAttention, Convention::Flops, Convention::FlopsNoAttention];
 
     pub fn multiplier(self) -> f64 {
         match self {
@@ -261,10 +242,8 @@ impl Convention {
 
     /// The forward cost of `count` in this convention (in units of one op).
     pub fn forward(self, count: &Count, only: Option<&[Category]>) -> f64 {
-        let cats: Vec<Category> = Category::ALL
-            .into_iter()
-            .filter(|c| self.includes(*c) && only.is_none_or(|o| o.contains(c)))
-            .collect();
+        let cats: Vec<Category> =
+            Category::ALL.into_iter().filter(|c| self.includes(*c) && only.is_none_or(|o| o.contains(c))).collect();
         self.multiplier() * count.macs_in(&cats)
     }
 

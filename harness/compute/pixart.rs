@@ -59,19 +59,9 @@ impl PixArtConfig {
         require(&mut e, self.heads >= 1, "heads", "must be at least 1");
         require(&mut e, self.patch >= 1, "patch", "must be at least 1");
         if self.patch >= 1 {
-            require(
-                &mut e,
-                self.input_size.is_multiple_of(self.patch),
-                "input_size",
-                "must be divisible by patch",
-            );
+            require(&mut e, self.input_size.is_multiple_of(self.patch), "input_size", "must be divisible by patch");
         }
-        require(
-            &mut e,
-            self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0,
-            "mlp_ratio",
-            "must be in (0, 64]",
-        );
+        require(&mut e, self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0, "mlp_ratio", "must be in (0, 64]");
         e
     }
 
@@ -82,11 +72,7 @@ impl PixArtConfig {
         let side = self.input_size / p;
         let t = (side * side) as f64;
         let l = self.caption_tokens as f64;
-        let out = if self.learn_sigma {
-            2 * self.in_channels
-        } else {
-            self.in_channels
-        };
+        let out = if self.learn_sigma { 2 * self.in_channels } else { self.in_channels };
         let mlp = (d as f64 * self.mlp_ratio) as u64;
         let mut c = Tally::new();
 

@@ -100,10 +100,7 @@ impl UnetConfig {
 
     /// SD2: the SD1.5 topology with a 1024-d OpenCLIP-H context.
     pub fn sd2() -> Self {
-        UnetConfig {
-            cross_attention_dim: Some(1024),
-            ..Self::sd15()
-        }
+        UnetConfig { cross_attention_dim: Some(1024), ..Self::sd15() }
     }
 
     /// SDXL base: three levels, transformer depth [0, 2, 10], 2048-d context, add embedding.
@@ -119,57 +116,28 @@ impl UnetConfig {
     }
 
     pub fn widths(&self) -> Vec<u64> {
-        self.channel_mult
-            .iter()
-            .map(|m| m * self.channels)
-            .collect()
+        self.channel_mult.iter().map(|m| m * self.channels).collect()
     }
 
     pub fn mid_depth(&self) -> u64 {
-        self.mid_transformer_depth.unwrap_or_else(|| {
-            self.transformer_depth
-                .iter()
-                .rev()
-                .copied()
-                .find(|d| *d > 0)
-                .unwrap_or(0)
-        })
+        self.mid_transformer_depth
+            .unwrap_or_else(|| self.transformer_depth.iter().rev().copied().find(|d| *d > 0).unwrap_or(0))
     }
 
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
         let levels = self.channel_mult.len();
         require(&mut e, self.channels >= 1, "channels", "must be at least 1");
-        require(
-            &mut e,
-            levels >= 1,
-            "channel_mult",
-            "needs at least one level",
-        );
-        require(
-            &mut e,
-            self.channel_mult.iter().all(|m| *m >= 1),
-            "channel_mult",
-            "entries must be at least 1",
-        );
+        require(&mut e, levels >= 1, "channel_mult", "needs at least one level");
+        require(&mut e, self.channel_mult.iter().all(|m| *m >= 1), "channel_mult", "entries must be at least 1");
         require(
             &mut e,
             self.transformer_depth.len() == levels,
             "transformer_depth",
             "needs one entry per level of channel_mult",
         );
-        require(
-            &mut e,
-            self.layers_per_block >= 1,
-            "layers_per_block",
-            "must be at least 1",
-        );
-        require(
-            &mut e,
-            self.norm_groups >= 1,
-            "norm_groups",
-            "must be at least 1",
-        );
+        require(&mut e, self.layers_per_block >= 1, "layers_per_block", "must be at least 1");
+        require(&mut e, self.norm_groups >= 1, "norm_groups", "must be at least 1");
         if self.norm_groups >= 1 {
             require(
                 &mut e,

@@ -5,7 +5,8 @@
 //!
 //! * With several replicates per row, we resample replicates *within* each row (a stratified
 //!   bootstrap): the design (which x values were run) is fixed by the experiment, the noise is
-//!   in the seeds.
+//!   in the seeds. Replicate r of every column shares its seeds (and noise bank), so the same
+//!   replicate indices are drawn for all columns of a row: a paired bootstrap.
 //! * With one value per row (a paper's own table), the only variation left is which rows were
 //!   published, so we resample rows with replacement. Resamples that make a statistic
 //!   undefined (all x equal) are dropped and counted.
@@ -27,11 +28,7 @@ pub struct Estimate {
 
 impl Estimate {
     pub fn exact(value: f64) -> Self {
-        Estimate {
-            value,
-            lo: None,
-            hi: None,
-        }
+        Estimate { value, lo: None, hi: None }
     }
 
     pub fn lo_or_value(&self) -> f64 {
@@ -61,11 +58,7 @@ pub fn fmt_num(v: f64) -> String {
     if a != 0.0 && !(1e-3..1e6).contains(&a) {
         format!("{v:.3e}")
     } else {
-        let digits = if a == 0.0 {
-            0
-        } else {
-            (3 - a.log10().floor() as i32).max(0) as usize
-        };
+        let digits = if a == 0.0 { 0 } else { (3 - a.log10().floor() as i32).max(0) as usize };
         let s = format!("{v:.digits$}");
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -94,11 +87,7 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64)> {
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
     let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
-    let sse: f64 = x
-        .iter()
-        .zip(y)
-        .map(|(a, b)| (b - intercept - slope * a).powi(2))
-        .sum();
+    let sse: f64 = x.iter().zip(y).map(|(a, b)| (b - intercept - slope * a).powi(2)).sum();
     let r2 = if syy > 0.0 { 1.0 - sse / syy } else { 1.0 };
     Some((slope, intercept, r2))
 }
@@ -119,11 +108,7 @@ pub fn power_law(x: &[f64], y: &[f64]) -> Option<PowerLaw> {
     let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
     let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
     let (b, la, r2) = ols(&lx, &ly)?;
-    Some(PowerLaw {
-        exponent: b,
-        prefactor: la.exp(),
-        r2,
-    })
+    Some(PowerLaw { exponent: b, prefactor: la.exp(), r2 })
 }
 
 /// Ranks with ties given their average rank (1-based).
@@ -224,15 +209,8 @@ pub fn row_means(rows: &[Vec<f64>]) -> Vec<f64> {
 ///
 /// `stat` receives the resampled columns and returns `None` when undefined on that resample.
 /// Returns the statistic on the data and its percentile interval, or only the point value
-/// when there is nothing to resample (one row per column and fewer than 3 rows, or a single
-/// replicate everywhere with `rows_fixed`).
-pub fn bootstrap<F>(
-    cols: &[&Rows],
-    resamples: u32,
-    level: f64,
-    seed: u64,
-    stat: F,
-) -> Option<Estimate>
+/// when there is nothing to resample (a single value per row and fewer than 3 rows).
+pub fn bootstrap<F>(cols: &[&Rows], resamples: u32, level: f64, seed: u64, stat: F) -> Option<Estimate>
 where
     F: Fn(&[Rows]) -> Option<f64>,
 {
@@ -247,22 +225,28 @@ where
     let mut samples = Vec::with_capacity(resamples as usize);
     for _ in 0..resamples {
         let resampled: Vec<Rows> = if replicated {
-            // Stratified: new replicates within every row, independently per column.
-            owned
-                .iter()
-                .map(|c| {
-                    c.iter()
-                        .map(|r| (0..r.len()).map(|_| r[rng.below(r.len())]).collect())
-                        .collect()
-                })
-                .collect()
+            // Stratified and paired: new replicates within every row, the same replicate
+            // indices for every column of that row (replicate r shares its seeds and noise
+            // bank across columns), or independent draws where the counts differ.
+            let mut out: Vec<Rows> = owned.iter().map(|c| vec![vec![]; c.len()]).collect();
+            for row in 0..n_rows {
+                let lens: Vec<usize> = owned.iter().map(|c| c[row].len()).collect();
+                let paired = lens.windows(2).all(|w| w[0] == w[1]);
+                let pick: Vec<usize> = (0..lens[0]).map(|_| rng.below(lens[0])).collect();
+                for (ci, c) in owned.iter().enumerate() {
+                    let r = &c[row];
+                    out[ci][row] = if paired {
+                        pick.iter().map(|i| r[*i]).collect()
+                    } else {
+                        (0..r.len()).map(|_| r[rng.below(r.len())]).collect()
+                    };
+                }
+            }
+            out
         } else {
             // Rows with replacement, the same rows for every column so pairs stay paired.
             let pick: Vec<usize> = (0..n_rows).map(|_| rng.below(n_rows)).collect();
-            owned
-                .iter()
-                .map(|c| pick.iter().map(|i| c[*i].clone()).collect())
-                .collect()
+            owned.iter().map(|c| pick.iter().map(|i| c[*i].clone()).collect()).collect()
         };
         if let Some(s) = stat(&resampled) {
             if s.is_finite() {
@@ -272,20 +256,12 @@ where
     }
     // Too many undefined resamples and the interval would describe a different population.
     if samples.len() < (resamples as usize) / 2 {
-        return Some(Estimate {
-            value,
-            lo: Some(f64::NEG_INFINITY),
-            hi: Some(f64::INFINITY),
-        });
+        return Some(Estimate { value, lo: Some(f64::NEG_INFINITY), hi: Some(f64::INFINITY) });
     }
     let a = (1.0 - level) / 2.0;
     let lo = quantile(&mut samples, a);
     let hi = quantile(&mut samples, 1.0 - a);
-    Some(Estimate {
-        value,
-        lo: Some(lo),
-        hi: Some(hi),
-    })
+    Some(Estimate { value, lo: Some(lo), hi: Some(hi) })
 }
 
 #[cfg(test)]
@@ -297,11 +273,7 @@ mod tests {
         let x: Vec<f64> = (1..=8).map(|i| i as f64 * 3.0).collect();
         let y: Vec<f64> = x.iter().map(|v| 50.0 * v.powf(-0.5)).collect();
         let f = power_law(&x, &y).unwrap();
-        assert!(
-            (f.exponent + 0.5).abs() < 1e-12
-                && (f.prefactor - 50.0).abs() < 1e-9
-                && f.r2 > 0.999_999
-        );
+        assert!((f.exponent + 0.5).abs() < 1e-12 && (f.prefactor - 50.0).abs() < 1e-9 && f.r2 > 0.999_999);
     }
 
     #[test]
@@ -327,18 +299,13 @@ mod tests {
     #[test]
     fn bootstrap_interval_covers_and_is_reproducible() {
         let mut r = Rng::new(3);
-        let rows: Rows = (0..5)
-            .map(|_| (0..20).map(|_| 1.0 + 0.1 * r.normal()).collect())
-            .collect();
+        let rows: Rows = (0..5).map(|_| (0..20).map(|_| 1.0 + 0.1 * r.normal()).collect()).collect();
         let stat = |c: &[Rows]| Some(mean(&row_means(&c[0])));
         let a = bootstrap(&[&rows], 1000, 0.95, 9, stat).unwrap();
         let b = bootstrap(&[&rows], 1000, 0.95, 9, stat).unwrap();
         assert_eq!(a, b);
         assert!(a.lo.unwrap() < 1.0 && a.hi.unwrap() > 1.0, "{a:?}");
         // Standard error of a mean of 100 draws of sd 0.1 is 0.01: the 95% interval is ≈ ±0.02.
-        assert!(
-            (a.hi.unwrap() - a.lo.unwrap() - 0.039).abs() < 0.012,
-            "{a:?}"
-        );
+        assert!((a.hi.unwrap() - a.lo.unwrap() - 0.039).abs() < 0.012, "{a:?}");
     }
 }

@@ -29,22 +29,14 @@ pub fn compare(run: &Summary, baseline: &Summary, rel: f64, abs: f64) -> Vec<Fin
     let mut out = vec![];
     for b in &baseline.claims {
         let Some(r) = run.claims.iter().find(|c| c.id == b.id) else {
-            out.push(Finding {
-                id: b.id.clone(),
-                regression: true,
-                message: "missing from the run".into(),
-            });
+            out.push(Finding { id: b.id.clone(), regression: true, message: "missing from the run".into() });
             continue;
         };
         if rank(r.verdict) > rank(b.verdict) {
             out.push(Finding {
                 id: b.id.clone(),
                 regression: true,
-                message: format!(
-                    "verdict worsened: {} → {}",
-                    b.verdict.label(),
-                    r.verdict.label()
-                ),
+                message: format!("verdict worsened: {} → {}", b.verdict.label(), r.verdict.label()),
             });
         }
         if let (Some(old), Some(new)) = (b.measured, r.measured) {
@@ -62,11 +54,7 @@ pub fn compare(run: &Summary, baseline: &Summary, rel: f64, abs: f64) -> Vec<Fin
                 out.push(Finding {
                     id: b.id.clone(),
                     regression: true,
-                    message: format!(
-                        "value moved: {} → {} (outside {tol})",
-                        fmt_num(old),
-                        fmt_num(new)
-                    ),
+                    message: format!("value moved: {} → {} (outside {tol})", fmt_num(old), fmt_num(new)),
                 });
             }
         }
@@ -74,11 +62,7 @@ pub fn compare(run: &Summary, baseline: &Summary, rel: f64, abs: f64) -> Vec<Fin
             out.push(Finding {
                 id: b.id.clone(),
                 regression: false,
-                message: format!(
-                    "verdict improved: {} → {}",
-                    b.verdict.label(),
-                    r.verdict.label()
-                ),
+                message: format!("verdict improved: {} → {}", b.verdict.label(), r.verdict.label()),
             });
         }
     }

@@ -29,12 +29,7 @@ const PALETTE: [RGBColor; 6] = [
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        for style in [
-            FontStyle::Normal,
-            FontStyle::Bold,
-            FontStyle::Italic,
-            FontStyle::Oblique,
-        ] {
+        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
             let _ = plotters::style::register_font("sans-serif", style, dejavu::sans::regular());
         }
     });
@@ -67,17 +62,9 @@ type RowPoints = Vec<Option<(f64, Option<(f64, f64)>)>>;
 
 fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
     let rows: Vec<Option<Vec<f64>>> = if let Some(p) = name.strip_prefix("printed.") {
-        d.printed
-            .get(p)?
-            .iter()
-            .map(|v| v.map(|x| vec![x]))
-            .collect()
+        d.printed.get(p)?.iter().map(|v| v.map(|x| vec![x])).collect()
     } else {
-        d.measured
-            .get(name)?
-            .iter()
-            .map(|r| (!r.is_empty()).then(|| r.clone()))
-            .collect()
+        d.measured.get(name)?.iter().map(|r| (!r.is_empty()).then(|| r.clone())).collect()
     };
     Some(
         rows.into_iter()
@@ -85,9 +72,7 @@ fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
                 r.map(|v| {
                     let m = mean(&v);
                     let spread = (v.len() > 1).then(|| {
-                        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
-                            / (v.len() - 1) as f64)
-                            .sqrt();
+                        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
                         let se = sd / (v.len() as f64).sqrt();
                         (m - 1.96 * se, m + 1.96 * se)
                     });
@@ -104,9 +89,7 @@ fn paired(d: &ClaimData, x: &str, y: &str) -> Option<Vec<(String, Pt)>> {
         xs.iter()
             .zip(&ys)
             .zip(&d.rows)
-            .filter_map(|((a, b), row)| {
-                Some((row.clone(), (a.as_ref()?.0, b.as_ref()?.0, b.as_ref()?.1)))
-            })
+            .filter_map(|((a, b), row)| Some((row.clone(), (a.as_ref()?.0, b.as_ref()?.0, b.as_ref()?.1))))
             .collect(),
     )
 }
@@ -116,9 +99,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
     let title = format!("{} ({})", claim.id, result.verdict.label());
     if let Some(f) = &result.fit {
         let pts = paired(d, &f.x, &f.y)?;
-        let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| {
-            (a.min(p.0), b.max(p.0))
-        });
+        let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| (a.min(p.0), b.max(p.0)));
         let line: Vec<Pt> = (0..=40)
             .map(|i| {
                 let x = lo * (hi / lo).powf(i as f64 / 40.0);
@@ -127,13 +108,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
             .collect();
         return Some(Figure {
             title,
-            subtitle: format!(
-                "{} vs {}; fit exponent {} ({})",
-                f.y,
-                f.x,
-                f.exponent.show(),
-                claim.source
-            ),
+            subtitle: format!("{} vs {}; fit exponent {} ({})", f.y, f.x, f.exponent.show(), claim.source),
             x_label: f.x.clone(),
             y_label: f.y.clone(),
             series: vec![
@@ -143,13 +118,47 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                     line: false,
                     color: PALETTE[0],
                 },
-                Series {
-                    name: "power-law fit".into(),
-                    points: line,
-                    line: true,
-                    color: PALETTE[1],
-                },
+                Series { name: "power-law fit".into(), points: line, line: true, color: PALETTE[1] },
             ],
+            hlines: vec![],
+            diagonal: false,
+            ticks: None,
+        });
+    }
+    // Quality against a row variable, one curve per column (Mei Fig. 11 style), for an
+    // ordering over columns, or for the convergence of several series.
+    let curves: Vec<(&String, Vec<&String>)> = claim
+        .expect
+        .iter()
+        .filter_map(|c| match c {
+            Check::Ordered(o) => o.x.as_ref().map(|x| (x, o.columns.iter().collect())),
+            Check::Exponent(e) => Some((&e.x, vec![&e.y])),
+            _ => None,
+        })
+        .collect();
+    if let Some((x, _)) = curves.first() {
+        let mut names: Vec<&String> = curves.iter().filter(|(cx, _)| cx == x).flat_map(|(_, ys)| ys.clone()).collect();
+        names.dedup();
+        let series = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, y)| {
+                let points = paired(d, x, y)?.into_iter().map(|p| p.1).collect();
+                Some(Series { name: y.to_string(), points, line: true, color: PALETTE[i % PALETTE.len()] })
+            })
+            .collect();
+        let ys: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        return Some(Figure {
+            title,
+            subtitle: format!(
+                "{} against {} (mean and 95% interval over replicates; {})",
+                ys.join(", "),
+                x,
+                claim.source
+            ),
+            x_label: x.to_string(),
+            y_label: "value".into(),
+            series,
             hlines: vec![],
             diagonal: false,
             ticks: None,
@@ -182,15 +191,10 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                 });
             }
             Check::Within(w) => {
-                let reference = w
-                    .reference
-                    .clone()
-                    .unwrap_or_else(|| format!("printed.{}", w.value));
+                let reference = w.reference.clone().unwrap_or_else(|| format!("printed.{}", w.value));
                 let pts = paired(d, &reference, &w.value)?;
                 let errata: Vec<&str> = w.errata.iter().map(|e| e.row.as_str()).collect();
-                let (bad, good): (Vec<_>, Vec<_>) = pts
-                    .into_iter()
-                    .partition(|(r, _)| errata.contains(&r.as_str()));
+                let (bad, good): (Vec<_>, Vec<_>) = pts.into_iter().partition(|(r, _)| errata.contains(&r.as_str()));
                 let mut series = vec![Series {
                     name: "rows".into(),
                     points: good.into_iter().map(|p| p.1).collect(),
@@ -199,13 +203,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                 }];
                 if !bad.is_empty() {
                     series.push(Series {
-                        name: format!(
-                            "erratum: {}",
-                            bad.iter()
-                                .map(|b| b.0.clone())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        name: format!("erratum: {}", bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>().join(", ")),
                         points: bad.into_iter().map(|p| p.1).collect(),
                         line: false,
                         color: PALETTE[3],
@@ -213,10 +211,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                 }
                 return Some(Figure {
                     title,
-                    subtitle: format!(
-                        "{} against {} (diagonal: agreement; {})",
-                        w.value, reference, claim.source
-                    ),
+                    subtitle: format!("{} against {} (diagonal: agreement; {})", w.value, reference, claim.source),
                     x_label: reference,
                     y_label: w.value.clone(),
                     series,
@@ -227,11 +222,8 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
             }
             Check::Band(b) if d.measured.contains_key(&b.of) => {
                 let pts = col_points(d, &b.of)?;
-                let points: Vec<Pt> = pts
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, p)| p.as_ref().map(|(m, s)| (i as f64, *m, *s)))
-                    .collect();
+                let points: Vec<Pt> =
+                    pts.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|(m, s)| (i as f64, *m, *s))).collect();
                 let mut hlines = vec![];
                 if let Some(v) = b.min {
                     hlines.push((v, format!("min {}", fit::fmt_num(v))));
@@ -244,12 +236,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                     subtitle: format!("{} per row against its band ({})", b.of, claim.source),
                     x_label: "row".into(),
                     y_label: b.of.clone(),
-                    series: vec![Series {
-                        name: b.of.clone(),
-                        points,
-                        line: false,
-                        color: PALETTE[0],
-                    }],
+                    series: vec![Series { name: b.of.clone(), points, line: false, color: PALETTE[0] }],
                     hlines,
                     diagonal: false,
                     ticks: Some(d.rows.clone()),
@@ -285,16 +272,10 @@ where
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
     let (top, body) = root.split_vertically(64);
-    top.draw(&Text::new(
-        f.title.clone(),
-        (12, 6),
-        ("sans-serif", 18).into_font(),
-    ))
-    .map_err(e)?;
+    top.draw(&Text::new(f.title.clone(), (12, 6), ("sans-serif", 18).into_font())).map_err(e)?;
     for (i, line) in wrap(&f.subtitle, 110).iter().take(2).enumerate() {
         let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
-        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style))
-            .map_err(e)?;
+        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style)).map_err(e)?;
     }
     let all = || f.series.iter().flat_map(|s| s.points.iter());
     let ys = || {
@@ -324,11 +305,9 @@ where
                 .x_desc(f.x_label.as_str())
                 .y_desc(f.y_label.as_str())
                 .x_label_formatter(&|x: &f64| match &ticks {
-                    Some(t) => t
-                        .get(x.round() as usize)
-                        .filter(|_| (x - x.round()).abs() < 1e-6)
-                        .cloned()
-                        .unwrap_or_default(),
+                    Some(t) => {
+                        t.get(x.round() as usize).filter(|_| (x - x.round()).abs() < 1e-6).cloned().unwrap_or_default()
+                    }
                     None => fit::fmt_num(*x),
                 })
                 .y_label_formatter(&|y: &f64| fit::fmt_num(*y))
@@ -336,56 +315,38 @@ where
                 .map_err(e)?;
             if f.diagonal {
                 chart
-                    .draw_series(LineSeries::new(
-                        [(x0, x0), (x1, x1)],
-                        RGBColor(150, 150, 150).stroke_width(1),
-                    ))
+                    .draw_series(LineSeries::new([(x0, x0), (x1, x1)], RGBColor(150, 150, 150).stroke_width(1)))
                     .map_err(e)?
                     .label("measured = printed")
-                    .legend(|(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], RGBColor(150, 150, 150))
-                    });
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RGBColor(150, 150, 150)));
             }
             for (v, name) in &f.hlines {
                 chart
-                    .draw_series(LineSeries::new(
-                        [(x0, *v), (x1, *v)],
-                        RGBColor(200, 60, 60).stroke_width(1),
-                    ))
+                    .draw_series(LineSeries::new([(x0, *v), (x1, *v)], RGBColor(200, 60, 60).stroke_width(1)))
                     .map_err(e)?
                     .label(name.as_str())
-                    .legend(|(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], RGBColor(200, 60, 60))
-                    });
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RGBColor(200, 60, 60)));
             }
             for s in &f.series {
                 let c = s.color;
                 if s.line {
                     chart
-                        .draw_series(LineSeries::new(
-                            s.points.iter().map(|p| (p.0, p.1)),
-                            c.stroke_width(2),
-                        ))
+                        .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
                         .map_err(e)?
                         .label(s.name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2))
-                        });
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
                 }
                 chart
                     .draw_series(s.points.iter().filter_map(|p| {
-                        p.2.map(|(lo, hi)| {
-                            PathElement::new([(p.0, lo), (p.0, hi)], c.stroke_width(1))
-                        })
+                        p.2.map(|(lo, hi)| PathElement::new([(p.0, lo), (p.0, hi)], c.stroke_width(1)))
                     }))
                     .map_err(e)?;
+                if s.line && s.points.len() <= 12 {
+                    chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled()))).map_err(e)?;
+                }
                 if !s.line {
                     chart
-                        .draw_series(
-                            s.points
-                                .iter()
-                                .map(|p| Circle::new((p.0, p.1), 4, c.filled())),
-                        )
+                        .draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))
                         .map_err(e)?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
@@ -434,11 +395,7 @@ pub fn write_figure(dir: &Path, stem: &str, fig: &Figure) -> std::io::Result<()>
     register_font();
     std::fs::create_dir_all(dir)?;
     let mut svg = String::new();
-    draw(
-        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
-        fig,
-    )
-    .map_err(std::io::Error::other)?;
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), fig).map_err(std::io::Error::other)?;
     crate::run::record::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
     // The bitmap backend writes the file itself: draw to a temporary name, then rename.
     let png = dir.join(format!("{stem}.png"));

@@ -6,9 +6,7 @@ pub mod figures;
 use crate::check::claim::ClaimResult;
 use crate::check::Verdict;
 use crate::fit::fmt_num;
-use crate::run::record::{
-    write_atomic, write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION,
-};
+use crate::run::record::{write_atomic, write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
 use crate::run::Manifest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,11 +43,7 @@ impl Summary {
     }
 
     pub fn worst(&self) -> Verdict {
-        self.claims
-            .iter()
-            .map(|c| c.verdict)
-            .max()
-            .unwrap_or(Verdict::Pass)
+        self.claims.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass)
     }
 }
 
@@ -77,17 +71,8 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
         summary.machine.threads,
         summary.machine.device
     );
-    let counts: Vec<String> = summary
-        .counts
-        .iter()
-        .map(|(k, v)| format!("{v} {k}"))
-        .collect();
-    let _ = writeln!(
-        s,
-        "**{} claims: {}.**\n",
-        summary.claims.len(),
-        counts.join(", ")
-    );
+    let counts: Vec<String> = summary.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(s, "**{} claims: {}.**\n", summary.claims.len(), counts.join(", "));
     let _ = writeln!(
         s,
         "Verdicts: PASS (the interval lies inside the band), FAIL (wholly outside), INCONCLUSIVE (it straddles an edge), \
@@ -95,10 +80,7 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
          SKIPPED (not run in this profile). \"Measured\" is the first check's value: for `within` checks, the worst \
          row's |measured − printed| / tolerance (≤ 1 passes).\n"
     );
-    let _ = writeln!(
-        s,
-        "| id | claim | source | expected | measured [interval] | verdict |"
-    );
+    let _ = writeln!(s, "| id | claim | source | expected | measured [interval] | verdict |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for c in &summary.claims {
         let _ = writeln!(
@@ -131,30 +113,18 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
             );
         }
         if !c.values.is_empty() {
-            let v: Vec<String> = c
-                .values
-                .iter()
-                .map(|(k, v)| format!("{k} = {}", fmt_num(*v)))
-                .collect();
+            let v: Vec<String> = c.values.iter().map(|(k, v)| format!("{k} = {}", fmt_num(*v))).collect();
             let _ = writeln!(s, "Derived values: {}.\n", v.join(", "));
         }
         for chk in &c.checks {
             let m = chk.measured.map(|e| e.show()).unwrap_or_else(|| "—".into());
-            let _ = writeln!(
-                s,
-                "- **{}** `{}`: measured {m} (expected {})",
-                chk.verdict.label(),
-                chk.check,
-                chk.expected
-            );
+            let _ =
+                writeln!(s, "- **{}** `{}`: measured {m} (expected {})", chk.verdict.label(), chk.check, chk.expected);
             if let Some(n) = &chk.note {
                 let _ = writeln!(s, "  - {}", md_cell(n));
             }
             if !chk.rows.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "\n  | row | measured | expected | verdict | note |\n  |---|---|---|---|---|"
-                );
+                let _ = writeln!(s, "\n  | row | measured | expected | verdict | note |\n  |---|---|---|---|---|");
                 for r in &chk.rows {
                     let _ = writeln!(
                         s,
@@ -177,10 +147,7 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 pub fn junit(summary: &Summary) -> String {
@@ -200,10 +167,7 @@ pub fn junit(summary: &Summary) -> String {
     );
     for (suite, claims) in by_suite {
         let f = claims.iter().filter(|c| c.verdict == Verdict::Fail).count();
-        let sk = claims
-            .iter()
-            .filter(|c| matches!(c.verdict, Verdict::Skipped | Verdict::Inconclusive))
-            .count();
+        let sk = claims.iter().filter(|c| matches!(c.verdict, Verdict::Skipped | Verdict::Inconclusive)).count();
         let _ = writeln!(
             s,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\">",
@@ -229,11 +193,7 @@ pub fn junit(summary: &Summary) -> String {
                     let _ = write!(s, "<failure message=\"{}\"/>", xml(&msg));
                 }
                 Verdict::Skipped => {
-                    let _ = write!(
-                        s,
-                        "<skipped message=\"{}\"/>",
-                        xml(c.reason.as_deref().unwrap_or(""))
-                    );
+                    let _ = write!(s, "<skipped message=\"{}\"/>", xml(c.reason.as_deref().unwrap_or("")));
                 }
                 Verdict::Inconclusive => {
                     let _ = write!(s, "<skipped message=\"INCONCLUSIVE: {}\"/>", xml(&msg));

@@ -1,7 +1,8 @@
 //! How each experiment kind expands into cases, runs one case, and assembles its cases back
 //! into the claim's table of values.
 
-use super::seed::Rng;
+use super::sampling;
+use super::seed::{derive_seed, Rng};
 use crate::compute::{budget, Category, Count, ModelConfig};
 use crate::suite::{Experiment, Measure, Quantity};
 use serde_json::{json, Value};
@@ -16,45 +17,48 @@ pub struct CaseSpec {
     pub payload: Value,
 }
 
+/// Who a case is: its seed, and the seeds of anything shared by every row of its replicate.
+pub struct CaseCtx<'a> {
+    pub suite: &'a str,
+    pub claim: &'a str,
+    pub replicate: u32,
+    /// derive_seed(suite, claim, row, replicate).
+    pub seed: u64,
+}
+
+impl CaseCtx<'_> {
+    /// A seed shared by all rows of this replicate (a noise bank, a reference set), so that
+    /// rows are compared on the same draws.
+    pub fn seed_for(&self, what: &str) -> u64 {
+        derive_seed(self.suite, self.claim, what, self.replicate)
+    }
+}
+
+/// Cases per (row, replicate) over a row variable.
+fn replicated<T: Copy + serde::Serialize>(rows: &[T], label: impl Fn(T) -> String, reps: u32) -> Vec<CaseSpec> {
+    rows.iter()
+        .flat_map(|r| (0..reps).map(move |rep| (r, rep)))
+        .map(|(r, replicate)| CaseSpec { row: label(*r), replicate, payload: json!({ "row": r }) })
+        .collect()
+}
+
 pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
-    let one = |row: String, payload: Value| CaseSpec {
-        row,
-        replicate: 0,
-        payload,
-    };
+    let one = |row: String, payload: Value| CaseSpec { row, replicate: 0, payload };
     match e {
-        Experiment::Table(t) => t
-            .rows
-            .iter()
-            .map(|r| {
-                one(
-                    r.label.clone(),
-                    json!({"model": r.model, "measures": t.measures}),
-                )
-            })
-            .collect(),
+        Experiment::Table(t) => {
+            t.rows.iter().map(|r| one(r.label.clone(), json!({"model": r.model, "measures": t.measures}))).collect()
+        }
         Experiment::PowerLaws(p) => p
             .laws
             .iter()
             .flat_map(|l| {
-                l.at.iter().map(move |pt| {
-                    one(
-                        format!("{} @ {}", l.name, pt.label),
-                        json!({"law": [l.a, l.b], "point": pt}),
-                    )
-                })
+                l.at.iter()
+                    .map(move |pt| one(format!("{} @ {}", l.name, pt.label), json!({"law": [l.a, l.b], "point": pt})))
             })
             .collect(),
-        Experiment::TrainingBudget(b) => b
-            .stages
-            .iter()
-            .map(|s| {
-                one(
-                    s.label.clone(),
-                    json!({"stage": s, "convention": b.convention}),
-                )
-            })
-            .collect(),
+        Experiment::TrainingBudget(b) => {
+            b.stages.iter().map(|s| one(s.label.clone(), json!({"stage": s, "convention": b.convention}))).collect()
+        }
         Experiment::SyntheticPowerLaw(s) => {
             let reps = seeds.unwrap_or(s.replicates).max(1);
             s.x.iter()
@@ -67,6 +71,11 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
                 })
                 .collect()
         }
+        Experiment::SamplerConvergence(c) => replicated(&c.steps, |n| format!("steps={n}"), 1),
+        Experiment::SamplerSweep(w) => {
+            replicated(&w.steps, |n| format!("steps={n}"), seeds.unwrap_or(w.replicates).max(1))
+        }
+        Experiment::MetricNull(m) => replicated(&["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
     }
 }
 
@@ -75,15 +84,10 @@ fn counted(model: &ModelConfig, part: Option<&str>) -> Result<Count, String> {
     let tally = model.count();
     match part {
         None => Ok(tally.total()),
-        Some(p) => tally
-            .breakdown()
-            .into_iter()
-            .find(|(n, _)| n == p)
-            .map(|(_, c)| c)
-            .ok_or_else(|| {
-                let names: Vec<String> = tally.breakdown().into_iter().map(|(n, _)| n).collect();
-                format!("model has no part `{p}` (parts: {})", names.join(", "))
-            }),
+        Some(p) => tally.breakdown().into_iter().find(|(n, _)| n == p).map(|(_, c)| c).ok_or_else(|| {
+            let names: Vec<String> = tally.breakdown().into_iter().map(|(n, _)| n).collect();
+            format!("model has no part `{p}` (parts: {})", names.join(", "))
+        }),
     }
 }
 
@@ -96,28 +100,19 @@ pub fn measure(model: &ModelConfig, m: &Measure) -> Result<f64, String> {
         Quantity::Params => c.params as f64,
         Quantity::ParamsWithFrozen => (c.params + c.frozen) as f64,
         Quantity::Forward => fwd(),
-        Quantity::Training => {
-            budget::training_compute(fwd(), m.batch.unwrap_or(0.0), m.steps.unwrap_or(0.0))
-        }
+        Quantity::Training => budget::training_compute(fwd(), m.batch.unwrap_or(0.0), m.steps.unwrap_or(0.0)),
         Quantity::Sampling => budget::sampling_cost(fwd(), m.steps.unwrap_or(0.0), m.guided),
     };
     Ok(v / m.unit / m.per.unwrap_or(1.0))
 }
 
 /// Run one case. `Err` is a reason the case failed (recorded, never reused).
-pub fn execute(
-    e: &Experiment,
-    case: &CaseSpec,
-    seed: u64,
-) -> Result<BTreeMap<String, f64>, String> {
+pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMap<String, f64>, String> {
     let mut out = BTreeMap::new();
+    let steps = || case.payload["row"].as_u64().map(|n| n as usize).ok_or("no step count");
     match e {
         Experiment::Table(t) => {
-            let row = t
-                .rows
-                .iter()
-                .find(|r| r.label == case.row)
-                .ok_or("row vanished")?;
+            let row = t.rows.iter().find(|r| r.label == case.row).ok_or("row vanished")?;
             if let Some(model) = &row.model {
                 for (name, m) in &t.measures {
                     out.insert(name.clone(), measure(model, m)?);
@@ -128,11 +123,7 @@ pub fn execute(
             let (law, pt) = p
                 .laws
                 .iter()
-                .find_map(|l| {
-                    l.at.iter()
-                        .find(|a| format!("{} @ {}", l.name, a.label) == case.row)
-                        .map(|a| (l, a))
-                })
+                .find_map(|l| l.at.iter().find(|a| format!("{} @ {}", l.name, a.label) == case.row).map(|a| (l, a)))
                 .ok_or("law point vanished")?;
             let x = match (&pt.x, &pt.model, &pt.measure) {
                 (Some(x), _, _) => *x,
@@ -143,29 +134,22 @@ pub fn execute(
             out.insert("y".into(), law.a * x.powf(law.b));
         }
         Experiment::TrainingBudget(b) => {
-            let s = b
-                .stages
-                .iter()
-                .find(|s| s.label == case.row)
-                .ok_or("stage vanished")?;
+            let s = b.stages.iter().find(|s| s.label == case.row).ok_or("stage vanished")?;
             let fwd = b.convention.forward(&s.model.count().total(), None);
             out.insert("forward".into(), fwd);
-            out.insert(
-                "training".into(),
-                budget::training_compute(fwd, s.batch, s.steps),
-            );
+            out.insert("training".into(), budget::training_compute(fwd, s.batch, s.steps));
         }
         Experiment::SyntheticPowerLaw(s) => {
             let x = case.payload["x"].as_f64().ok_or("no x")?;
-            let mut rng = Rng::new(seed);
+            let mut rng = Rng::new(ctx.seed);
             out.insert("x".into(), x);
             for series in &s.series {
-                out.insert(
-                    series.name.clone(),
-                    series.a * x.powf(series.b) * (s.noise * rng.normal()).exp(),
-                );
+                out.insert(series.name.clone(), series.a * x.powf(series.b) * (s.noise * rng.normal()).exp());
             }
         }
+        Experiment::SamplerConvergence(c) => out = sampling::convergence(c, steps()?),
+        Experiment::SamplerSweep(w) => out = sampling::sweep(w, steps()?, ctx)?,
+        Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
     }
     if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {
         return Err(format!("`{k}` is not finite ({v})"));
@@ -183,15 +167,8 @@ pub struct ClaimData {
 }
 
 /// Gather case values (row, replicate, values) into the claim's table and derive scalars.
-pub fn assemble(
-    e: &Experiment,
-    rows: &[String],
-    cases: &[(String, u32, BTreeMap<String, f64>)],
-) -> ClaimData {
-    let mut d = ClaimData {
-        rows: rows.to_vec(),
-        ..Default::default()
-    };
+pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap<String, f64>)]) -> ClaimData {
+    let mut d = ClaimData { rows: rows.to_vec(), ..Default::default() };
     let mut sorted: Vec<_> = cases.iter().collect();
     sorted.sort_by_key(|(_, rep, _)| *rep);
     for (row, _, values) in sorted {
@@ -199,19 +176,14 @@ pub fn assemble(
             continue;
         };
         for (k, v) in values {
-            d.measured
-                .entry(k.clone())
-                .or_insert_with(|| vec![vec![]; rows.len()])[i]
-                .push(*v);
+            d.measured.entry(k.clone()).or_insert_with(|| vec![vec![]; rows.len()])[i].push(*v);
         }
     }
     match e {
         Experiment::Table(t) => {
             for r in &t.rows {
                 for k in r.printed.keys() {
-                    d.printed
-                        .entry(k.clone())
-                        .or_insert_with(|| vec![None; rows.len()]);
+                    d.printed.entry(k.clone()).or_insert_with(|| vec![None; rows.len()]);
                 }
             }
             for (i, r) in t.rows.iter().enumerate() {
@@ -232,25 +204,21 @@ pub fn assemble(
             }
         }
         Experiment::TrainingBudget(b) => {
-            let total: f64 = d
-                .measured
-                .get("training")
-                .map(|c| c.iter().flatten().sum())
-                .unwrap_or(0.0);
+            let total: f64 = d.measured.get("training").map(|c| c.iter().flatten().sum()).unwrap_or(0.0);
             let h = &b.hardware;
             let gpu_hours = h.gpus * h.days * 24.0;
             d.scalars.insert("total_training".into(), total);
             d.scalars.insert("gpu_hours".into(), gpu_hours);
-            d.scalars.insert(
-                "utilisation".into(),
-                total / (h.gpus * h.peak_flops * h.days * 86_400.0),
-            );
+            d.scalars.insert("utilisation".into(), total / (h.gpus * h.peak_flops * h.days * 86_400.0));
             if let Some(dollars) = h.dollars {
-                d.scalars
-                    .insert("dollars_per_gpu_hour".into(), dollars / gpu_hours);
+                d.scalars.insert("dollars_per_gpu_hour".into(), dollars / gpu_hours);
             }
         }
-        Experiment::PowerLaws(_) | Experiment::SyntheticPowerLaw(_) => {}
+        Experiment::PowerLaws(_)
+        | Experiment::SyntheticPowerLaw(_)
+        | Experiment::SamplerConvergence(_)
+        | Experiment::SamplerSweep(_)
+        | Experiment::MetricNull(_) => {}
     }
     d
 }

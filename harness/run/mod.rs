@@ -7,6 +7,7 @@
 
 pub mod experiment;
 pub mod record;
+pub mod sampling;
 pub mod seed;
 
 use crate::suite::{glob_match, Bootstrap, Check, FitSpec, Plan, Profile, Suite};
@@ -50,12 +51,7 @@ fn hash_json(v: &serde_json::Value) -> String {
 }
 
 /// Resolve the selected claims of `suites` for `profile` and expand their cases.
-pub fn plan(
-    suites: &[Suite],
-    claim_glob: Option<&str>,
-    profile: Profile,
-    seeds: Option<u32>,
-) -> Vec<ResolvedClaim> {
+pub fn plan(suites: &[Suite], claim_glob: Option<&str>, profile: Profile, seeds: Option<u32>) -> Vec<ResolvedClaim> {
     let mut out = vec![];
     for s in suites {
         for c in &s.claims {
@@ -125,9 +121,7 @@ impl Shard {
                 _ => Err("--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (with id < count)".into()),
             };
         }
-        let (i, n) = s
-            .split_once('/')
-            .ok_or(format!("--shard takes i/n (like 2/8) or auto, not `{s}`"))?;
+        let (i, n) = s.split_once('/').ok_or(format!("--shard takes i/n (like 2/8) or auto, not `{s}`"))?;
         let (i, n) = (i.trim().parse::<u32>(), n.trim().parse::<u32>());
         match (i, n) {
             (Ok(i), Ok(n)) if n >= 1 && (1..=n).contains(&i) => Ok(Shard { index: i, count: n }),
@@ -161,14 +155,9 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 
 pub fn read_manifest(dir: &Path) -> Result<Manifest, String> {
     let p = manifest_path(dir);
-    let text = std::fs::read_to_string(&p).map_err(|e| {
-        format!(
-            "{}: cannot read ({e}); is this a diffscale run folder?",
-            p.display()
-        )
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a diffscale manifest ({e})", p.display()))
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| format!("{}: cannot read ({e}); is this a diffscale run folder?", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a diffscale manifest ({e})", p.display()))
 }
 
 /// How a run reports progress.
@@ -191,29 +180,13 @@ pub fn run_cases(
     std::fs::create_dir_all(&cases_dir)?;
     record::clean_temporaries(&cases_dir);
     let owned = |c: &PlannedCase| shard.is_none_or(|s| s.owns(&c.case_id));
-    progress.start(
-        claims
-            .iter()
-            .flat_map(|c| &c.cases)
-            .filter(|c| owned(c))
-            .count(),
-    );
+    progress.start(claims.iter().flat_map(|c| &c.cases).filter(|c| owned(c)).count());
     let mut records = BTreeMap::new();
     for claim in claims {
         let Plan::Run(exp) = &claim.plan else {
             continue;
         };
-        let specs = experiment::expand(
-            exp,
-            Some(
-                claim
-                    .cases
-                    .iter()
-                    .map(|c| c.replicate + 1)
-                    .max()
-                    .unwrap_or(1),
-            ),
-        );
+        let specs = experiment::expand(exp, Some(claim.cases.iter().map(|c| c.replicate + 1).max().unwrap_or(1)));
         for pc in claim.cases.iter().filter(|c| owned(c)) {
             let path = record::case_path(out, &pc.hash);
             if !fresh {
@@ -229,10 +202,10 @@ pub fn run_cases(
                 .expect("planned from the same expansion");
             let started = record::now_unix();
             let t0 = std::time::Instant::now();
-            let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, pc.seed))
-                .unwrap_or_else(|_| {
-                    Err("the case panicked (a diffscale bug: please report it)".into())
-                });
+            let ctx =
+                experiment::CaseCtx { suite: &claim.suite, claim: &claim.id, replicate: pc.replicate, seed: pc.seed };
+            let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
+                .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
             let (status, reason, values) = match result {
                 Ok(v) => (CaseStatus::Ok, None, v),
                 Err(e) => (CaseStatus::Failed, Some(e), BTreeMap::new()),

@@ -17,6 +17,16 @@ pub fn derive_seed(suite: &str, claim: &str, case: &str, replicate: u32) -> u64 
     u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
+/// The seed of item `index` (a sample, a batch) within a case seeded by `seed`: the sample's
+/// draws then depend only on (suite, claim, case, replicate, index), never on batching.
+pub fn substream(seed: u64, index: u64) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"diffscale-substream-v1");
+    h.update(&seed.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
 /// xoshiro256++ (Blackman & Vigna 2019).
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -35,10 +45,7 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Rng {
-            s: [next(), next(), next(), next()],
-            spare_normal: None,
-        }
+        Rng { s: [next(), next(), next(), next()], spare_normal: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -90,10 +97,7 @@ mod tests {
         assert_ne!(a, derive_seed("s", "c", "k", 1));
         assert_ne!(a, derive_seed("s", "c", "k2", 0));
         // The separator keeps ("ab", "c") apart from ("a", "bc").
-        assert_ne!(
-            derive_seed("ab", "c", "k", 0),
-            derive_seed("a", "bc", "k", 0)
-        );
+        assert_ne!(derive_seed("ab", "c", "k", 0), derive_seed("a", "bc", "k", 0));
     }
 
     #[test]
@@ -102,10 +106,7 @@ mod tests {
         let xs: Vec<f64> = (0..200_000).map(|_| r.normal()).collect();
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
-        assert!(
-            mean.abs() < 0.01 && (var - 1.0).abs() < 0.01,
-            "{mean} {var}"
-        );
+        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.01, "{mean} {var}");
     }
 
     #[test]

@@ -16,25 +16,13 @@ impl SuiteError {
     pub fn at(file: &Path, line: u32, col: u32, message: String) -> Self {
         // One line per error, whatever the parser gave us.
         let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-        SuiteError {
-            file: file.to_path_buf(),
-            line,
-            col,
-            message,
-        }
+        SuiteError { file: file.to_path_buf(), line, col, message }
     }
 }
 
 impl fmt::Display for SuiteError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
     }
 }
 

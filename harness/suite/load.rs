@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
-    Run(Experiment),
+    Run(Box<Experiment>),
     Skip(String),
 }
 
@@ -51,17 +51,9 @@ pub(crate) fn typed<T: DeserializeOwned>(files: &Files, node: &Node) -> Result<T
         let (inner, msg) = super::yaml::split_inner_path(&e.inner().to_string());
         let steps: Vec<Step> = steps.into_iter().chain(inner).collect();
         // An unknown field's position is its key; any other error points at the value.
-        let loc = if msg.starts_with("unknown field") {
-            node.locate(&steps)
-        } else {
-            node.locate_value(&steps)
-        };
+        let loc = if msg.starts_with("unknown field") { node.locate(&steps) } else { node.locate_value(&steps) };
         let at = super::yaml::path_string(&steps);
-        let hint = if at.is_empty() {
-            String::new()
-        } else {
-            format!(" (at `{at}`)")
-        };
+        let hint = if at.is_empty() { String::new() } else { format!(" (at `{at}`)") };
         files.error(loc, format!("{msg}{hint}"))
     })
 }
@@ -74,12 +66,7 @@ fn include_list(files: &Files, root: &Node) -> Result<Vec<(String, super::yaml::
     let items: Vec<&Node> = match &inc.kind {
         Kind::Str(_) => vec![inc],
         Kind::Seq(s) => s.iter().collect(),
-        _ => {
-            return Err(files.error(
-                inc.loc,
-                "`include` must be a file name or a list of file names",
-            ))
-        }
+        _ => return Err(files.error(inc.loc, "`include` must be a file name or a list of file names")),
     };
     items
         .into_iter()
@@ -92,18 +79,11 @@ fn include_list(files: &Files, root: &Node) -> Result<Vec<(String, super::yaml::
 }
 
 /// Parse `path` and merge its includes under it (includes first, this file wins).
-fn load_with_includes(
-    files: &mut Files,
-    path: &Path,
-    stack: &mut Vec<PathBuf>,
-) -> Result<Node, SuiteError> {
+fn load_with_includes(files: &mut Files, path: &Path, stack: &mut Vec<PathBuf>) -> Result<Node, SuiteError> {
     let id = files.add(path.to_path_buf());
     let root = parse_file(path, id)?;
     if !matches!(root.kind, Kind::Map(_)) {
-        return Err(files.error(
-            root.loc,
-            "a suite file must be a mapping with `suite:`, `version:` and `claims:`",
-        ));
+        return Err(files.error(root.loc, "a suite file must be a mapping with `suite:`, `version:` and `claims:`"));
     }
     let mut base: Option<Node> = None;
     for (name, loc) in include_list(files, &root)? {
@@ -111,20 +91,10 @@ fn load_with_includes(
         let canon = target.canonicalize().unwrap_or(target.clone());
         if stack.contains(&canon) {
             let chain: Vec<String> = stack.iter().map(|p| p.display().to_string()).collect();
-            return Err(files.error(
-                loc,
-                format!(
-                    "include cycle: {} -> {}",
-                    chain.join(" -> "),
-                    canon.display()
-                ),
-            ));
+            return Err(files.error(loc, format!("include cycle: {} -> {}", chain.join(" -> "), canon.display())));
         }
         if !target.is_file() {
-            return Err(files.error(
-                loc,
-                format!("included file `{}` does not exist", target.display()),
-            ));
+            return Err(files.error(loc, format!("included file `{}` does not exist", target.display())));
         }
         stack.push(canon);
         let inc = load_with_includes(files, &target, stack)?;
@@ -142,34 +112,21 @@ fn load_with_includes(
 }
 
 /// Replace every `use: NAME` mapping by the template merged under the mapping's own keys.
-fn resolve_uses(
-    files: &Files,
-    node: &Node,
-    templates: &Node,
-    stack: &mut Vec<String>,
-) -> Result<Node, SuiteError> {
+fn resolve_uses(files: &Files, node: &Node, templates: &Node, stack: &mut Vec<String>) -> Result<Node, SuiteError> {
     match &node.kind {
         Kind::Map(m) => {
             let mut base: Option<Node> = None;
             if let Some(u) = node.get("use") {
-                let name = u
-                    .as_str()
-                    .ok_or_else(|| files.error(u.loc, "`use` takes a template name"))?;
+                let name = u.as_str().ok_or_else(|| files.error(u.loc, "`use` takes a template name"))?;
                 if stack.iter().any(|s| s == name) {
-                    return Err(files.error(
-                        u.loc,
-                        format!("template cycle: {} -> {name}", stack.join(" -> ")),
-                    ));
+                    return Err(files.error(u.loc, format!("template cycle: {} -> {name}", stack.join(" -> "))));
                 }
                 let Some(t) = templates.get(name) else {
                     let known: Vec<&str> = match &templates.kind {
                         Kind::Map(m) => m.iter().map(|(k, _, _)| k.as_str()).collect(),
                         _ => vec![],
                     };
-                    return Err(files.error(
-                        u.loc,
-                        format!("unknown template `{name}` (known: {})", known.join(", ")),
-                    ));
+                    return Err(files.error(u.loc, format!("unknown template `{name}` (known: {})", known.join(", "))));
                 };
                 stack.push(name.to_string());
                 base = Some(resolve_uses(files, t, templates, stack)?);
@@ -179,24 +136,15 @@ fn resolve_uses(
             for (k, kl, v) in m.iter().filter(|(k, _, _)| k != "use") {
                 out.push((k.clone(), *kl, resolve_uses(files, v, templates, stack)?));
             }
-            let own = Node {
-                kind: Kind::Map(out),
-                loc: node.loc,
-            };
+            let own = Node { kind: Kind::Map(out), loc: node.loc };
             Ok(match base {
                 Some(b) => Node::merged(&b, &own),
                 None => own,
             })
         }
         Kind::Seq(s) => {
-            let items = s
-                .iter()
-                .map(|v| resolve_uses(files, v, templates, stack))
-                .collect::<Result<_, _>>()?;
-            Ok(Node {
-                kind: Kind::Seq(items),
-                loc: node.loc,
-            })
+            let items = s.iter().map(|v| resolve_uses(files, v, templates, stack)).collect::<Result<_, _>>()?;
+            Ok(Node { kind: Kind::Seq(items), loc: node.loc })
         }
         _ => Ok(node.clone()),
     }
@@ -210,14 +158,10 @@ fn plan_for(files: &Files, exp: &Node, profile: Profile) -> Result<Plan, SuiteEr
         None => base,
         Some(o) => {
             if let Some(reason) = o.get("skip") {
-                let r = reason
-                    .as_str()
-                    .ok_or_else(|| files.error(reason.loc, "`skip` takes a reason in words"))?;
+                let r = reason.as_str().ok_or_else(|| files.error(reason.loc, "`skip` takes a reason in words"))?;
                 if let Kind::Map(m) = &o.kind {
                     if m.len() > 1 {
-                        return Err(
-                            files.error(o.loc, "a profile with `skip` takes no other fields")
-                        );
+                        return Err(files.error(o.loc, "a profile with `skip` takes no other fields"));
                     }
                 }
                 return Ok(Plan::Skip(r.to_string()));
@@ -229,7 +173,7 @@ fn plan_for(files: &Files, exp: &Node, profile: Profile) -> Result<Plan, SuiteEr
     if let Some((path, msg)) = validate::experiment(&e).into_iter().next() {
         return Err(files.error(node.locate_value(&path), msg));
     }
-    Ok(Plan::Run(e))
+    Ok(Plan::Run(Box::new(e)))
 }
 
 /// Load one suite file with everything it includes.
@@ -237,16 +181,10 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
     let mut files = Files::default();
     let canon = path.canonicalize().unwrap_or(path.to_path_buf());
     let root = load_with_includes(&mut files, path, &mut vec![canon])?;
-    let empty = Node {
-        kind: Kind::Map(vec![]),
-        loc: root.loc,
-    };
+    let empty = Node { kind: Kind::Map(vec![]), loc: root.loc };
     let templates = root.get("templates").cloned().unwrap_or(empty);
     if !matches!(templates.kind, Kind::Map(_)) {
-        return Err(files.error(
-            templates.loc,
-            "`templates` must be a mapping of name: fragment",
-        ));
+        return Err(files.error(templates.loc, "`templates` must be a mapping of name: fragment"));
     }
     let root = resolve_uses(&files, &root.without("templates"), &templates, &mut vec![])?;
     let doc: SuiteDoc = typed(&files, &root)?;
@@ -256,20 +194,15 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
     let claims_node = root.get("claims").expect("typed parse guarantees claims");
     let mut claims = vec![];
     for (i, c) in doc.claims.iter().enumerate() {
-        let Kind::Seq(items) = &claims_node.kind else {
-            unreachable!("claims is a list")
-        };
-        let exp_node = items[i]
-            .get("experiment")
-            .expect("typed parse guarantees experiment");
+        let Kind::Seq(items) = &claims_node.kind else { unreachable!("claims is a list") };
+        let exp_node = items[i].get("experiment").expect("typed parse guarantees experiment");
         if let Some(p) = exp_node.get("profiles") {
             if let Kind::Map(m) = &p.kind {
                 for (k, kl, _) in m {
                     if Profile::parse(k).is_none() {
-                        return Err(files.error(
-                            *kl,
-                            format!("unknown profile `{k}` (profiles: smoke, cpu, gpu, paper)"),
-                        ));
+                        return Err(
+                            files.error(*kl, format!("unknown profile `{k}` (profiles: smoke, cpu, gpu, paper)"))
+                        );
                     }
                 }
             } else {
@@ -288,10 +221,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
             }
             plans.insert(prof, plan);
         }
-        claims.push(Claim {
-            doc: c.clone(),
-            plans,
-        });
+        claims.push(Claim { doc: c.clone(), plans });
     }
     Ok(Suite {
         path: path.to_path_buf(),
@@ -310,8 +240,7 @@ pub fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
     let mut out = vec![];
     for p in paths {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p)
-                .map_err(|e| SuiteError::at(p, 1, 1, format!("cannot read folder: {e}")))?;
+            let rd = std::fs::read_dir(p).map_err(|e| SuiteError::at(p, 1, 1, format!("cannot read folder: {e}")))?;
             let mut found: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
@@ -324,12 +253,7 @@ pub fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
         } else if p.exists() {
             out.push(p.clone());
         } else {
-            return Err(SuiteError::at(
-                p,
-                1,
-                1,
-                "no such suite file or folder".into(),
-            ));
+            return Err(SuiteError::at(p, 1, 1, "no such suite file or folder".into()));
         }
     }
     Ok(out)
@@ -345,11 +269,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Suite>, SuiteError> {
                 &f,
                 1,
                 1,
-                format!(
-                    "suite `{}` is also defined in {}",
-                    s.name,
-                    prev.path.display()
-                ),
+                format!("suite `{}` is also defined in {}", s.name, prev.path.display()),
             ));
         }
         suites.push(s);

@@ -4,6 +4,9 @@
 //! JSON Schema that `diffscale schema` prints is generated from these types.
 
 use crate::compute::{Category, Convention, ModelConfig};
+use crate::data::GmmSpec;
+use crate::diffusion::{FinalPoint, Sampler, Schedule, Spacing};
+use crate::metrics::Features;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,10 +55,7 @@ fn default_level() -> f64 {
 
 impl Default for Bootstrap {
     fn default() -> Self {
-        Bootstrap {
-            resamples: default_resamples(),
-            level: default_level(),
-        }
+        Bootstrap { resamples: default_resamples(), level: default_level() }
     }
 }
 
@@ -91,9 +91,7 @@ fn experiment_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// The scale a run works at.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Seconds; what the tests run.
@@ -135,22 +133,36 @@ pub enum Experiment {
     TrainingBudget(BudgetExp),
     /// Seeded synthetic power laws with known truth: calibrates fits, intervals and checks.
     SyntheticPowerLaw(SyntheticExp),
+    /// Samplers on one Gaussian whose probability-flow map is exact: convergence orders.
+    SamplerConvergence(SamplerConvergenceExp),
+    /// Samplers × step counts on a Gaussian mixture, scored against true samples with a
+    /// shared noise bank.
+    SamplerSweep(SamplerSweepExp),
+    /// A metric's null (true against true) and its power against a small blur.
+    MetricNull(MetricNullExp),
 }
 
 impl<'de> Deserialize<'de> for Experiment {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use super::yaml::{tagged, variant};
-        let kinds = [
+        const KINDS: [&str; 7] = [
             "table",
             "power_laws",
             "training_budget",
             "synthetic_power_law",
+            "sampler_convergence",
+            "sampler_sweep",
+            "metric_null",
         ];
-        tagged(d, "kind", &kinds, |name, v| match name {
+        tagged(d, "kind", &KINDS, |name, v| match name {
             "table" => variant(v).map(Experiment::Table),
             "power_laws" => variant(v).map(Experiment::PowerLaws),
             "training_budget" => variant(v).map(Experiment::TrainingBudget),
-            _ => variant(v).map(Experiment::SyntheticPowerLaw),
+            "synthetic_power_law" => variant(v).map(Experiment::SyntheticPowerLaw),
+            "sampler_convergence" => variant(v).map(Experiment::SamplerConvergence),
+            "sampler_sweep" => variant(v).map(Experiment::SamplerSweep),
+            "metric_null" => variant(v).map(Experiment::MetricNull),
+            other => unreachable!("`tagged` admits only the listed kinds, not {other}"),
         })
     }
 }
@@ -162,12 +174,15 @@ impl Experiment {
             Experiment::PowerLaws(_) => "power_laws",
             Experiment::TrainingBudget(_) => "training_budget",
             Experiment::SyntheticPowerLaw(_) => "synthetic_power_law",
+            Experiment::SamplerConvergence(_) => "sampler_convergence",
+            Experiment::SamplerSweep(_) => "sampler_sweep",
+            Experiment::MetricNull(_) => "metric_null",
         }
     }
 
     /// Analytic experiments are exact: one replicate, no seeds.
     pub fn is_analytic(&self) -> bool {
-        !matches!(self, Experiment::SyntheticPowerLaw(_))
+        !matches!(self, Experiment::SyntheticPowerLaw(_) | Experiment::SamplerSweep(_) | Experiment::MetricNull(_))
     }
 }
 
@@ -331,6 +346,89 @@ pub struct Series {
     pub b: f64,
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConvergenceExp {
+    /// The data: N(0, data_std²) in one dimension. The probability-flow ODE keeps
+    /// x/√(α²s² + σ²) constant, so each sampler's error is exact, with no sampling noise.
+    pub data_std: f64,
+    pub schedule: Schedule,
+    /// The grid: uniform in λ = log(α/σ) from `lambda_min` to `lambda_max`.
+    pub lambda_min: f64,
+    pub lambda_max: f64,
+    /// Column name → sampler. Each row gives |relative error| of the output scale.
+    pub samplers: BTreeMap<String, Sampler>,
+    pub steps: Vec<usize>,
+}
+
+/// Where x̂0 is clamped before an update (diffusers' `clip_sample`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClipX0 {
+    Off,
+    /// Clamp to [−c, c].
+    Symmetric(f64),
+}
+
+/// Which denoiser drives the samplers.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Denoiser {
+    /// The exact E[x0 | x_t] of the data mixture: isolates the samplers' discretisation error.
+    Oracle,
+    /// Trained networks of several sizes: needs the training engine, which this build lacks.
+    Trained,
+}
+
+/// How generated samples are scored against true ones.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleMetric {
+    /// Fréchet distance at the run's sample count.
+    Fd,
+    /// Fréchet distance extrapolated to infinitely many samples (Chong & Forsyth 2020).
+    FdInfinity,
+    /// Sliced 2-Wasserstein over 256 directions.
+    SlicedWasserstein,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSweepExp {
+    pub gmm: GmmSpec,
+    pub denoiser: Denoiser,
+    pub schedule: Schedule,
+    /// One grid for every sampler (methods.md §2.8: the ordering depends on it).
+    pub spacing: Spacing,
+    pub final_point: FinalPoint,
+    pub clip_x0: ClipX0,
+    /// Classifier-free guidance weight (1 = none; samples are then unconditional).
+    pub guidance: f64,
+    /// Column name → sampler. Each row gives the metric per sampler, and `nfe_<name>`.
+    pub samplers: BTreeMap<String, Sampler>,
+    pub steps: Vec<usize>,
+    /// Generated samples per sampler and step count (sample i starts from the bank's noise i).
+    pub samples: usize,
+    /// True samples in the reference set.
+    pub reference_samples: usize,
+    pub features: Features,
+    pub metric: SampleMetric,
+    /// Replicates: each has its own noise bank and reference set, shared by all rows.
+    pub replicates: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricNullExp {
+    pub gmm: GmmSpec,
+    /// Samples per set.
+    pub samples: usize,
+    /// Relative increase of every component's width in the blurred set (0.05 for 5%).
+    pub blur: f64,
+    pub features: Features,
+    pub replicates: u32,
+}
+
 /// A fit over the claim's rows; its outputs are `fit.exponent`, `fit.prefactor`, `fit.r2`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -364,6 +462,11 @@ pub enum Check {
     RanksBetter(RanksBetterCheck),
     /// Series `a − b` changes sign along `x`, at an x in [min, max].
     Crossover(CrossoverCheck),
+    /// The power-law exponent of `y` against `x` (log-log least squares) lies in [min, max].
+    Exponent(ExponentCheck),
+    /// In every row the columns are strictly ordered (`decreasing`: first largest), each
+    /// adjacent pair's relative gap having a paired-bootstrap interval above zero.
+    Ordered(OrderedCheck),
 }
 
 /// A row the paper is known to print wrongly. The row must violate the check; its verdict is
@@ -467,4 +570,27 @@ pub struct CrossoverCheck {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentCheck {
+    pub x: String,
+    pub y: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OrderedCheck {
+    /// The row variable (for the figure's x axis).
+    #[serde(default)]
+    pub x: Option<String>,
+    pub columns: Vec<String>,
+    pub direction: Direction,
+    #[serde(default)]
+    pub rows: Option<Vec<String>>,
 }

@@ -20,49 +20,32 @@ fn k(s: &str) -> Step {
 const ABSURD: i64 = 10_000_000;
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 pub fn suite(doc: &SuiteDoc) -> Problems {
     let mut p = vec![];
     if !valid_name(&doc.suite) {
-        p.push((
-            vec![k("suite")],
-            "suite names use lowercase letters, digits, `-` and `_`".to_string(),
-        ));
+        p.push((vec![k("suite")], "suite names use lowercase letters, digits, `-` and `_`".to_string()));
     }
     if doc.version == 0 {
         p.push((vec![k("version")], "version starts at 1".to_string()));
     }
     if doc.claims.is_empty() {
-        p.push((
-            vec![k("claims")],
-            "a suite needs at least one claim".to_string(),
-        ));
+        p.push((vec![k("claims")], "a suite needs at least one claim".to_string()));
     }
     if !(doc.bootstrap.level > 0.5 && doc.bootstrap.level < 1.0) {
-        p.push((
-            vec![k("bootstrap"), k("level")],
-            "the confidence level must be in (0.5, 1)".to_string(),
-        ));
+        p.push((vec![k("bootstrap"), k("level")], "the confidence level must be in (0.5, 1)".to_string()));
     }
     if !(100..=1_000_000).contains(&doc.bootstrap.resamples) {
-        p.push((
-            vec![k("bootstrap"), k("resamples")],
-            "resamples must be between 100 and 1,000,000".to_string(),
-        ));
+        p.push((vec![k("bootstrap"), k("resamples")], "resamples must be between 100 and 1,000,000".to_string()));
     }
     let mut seen = BTreeSet::new();
     for (i, c) in doc.claims.iter().enumerate() {
         let at = |f: &str| vec![k("claims"), Step::Index(i), k(f)];
         match c.id.split_once('/') {
             Some((s, name)) if s == doc.suite && valid_name(name) => {}
-            _ => p.push((
-                at("id"),
-                format!("claim ids are `{}/<name>` with a lowercase name", doc.suite),
-            )),
+            _ => p.push((at("id"), format!("claim ids are `{}/<name>` with a lowercase name", doc.suite))),
         }
         if !seen.insert(c.id.clone()) {
             p.push((at("id"), format!("duplicate claim id `{}`", c.id)));
@@ -71,10 +54,7 @@ pub fn suite(doc: &SuiteDoc) -> Problems {
             p.push((at("claim"), "say the claim in words".to_string()));
         }
         if c.source.trim().is_empty() {
-            p.push((
-                at("source"),
-                "cite the table, figure or section".to_string(),
-            ));
+            p.push((at("source"), "cite the table, figure or section".to_string()));
         }
         if c.expect.is_empty() {
             p.push((at("expect"), "a claim needs at least one check".to_string()));
@@ -93,20 +73,14 @@ fn model(m: &ModelConfig, at: Vec<Step>, p: &mut Problems) {
                 walk(v, at.iter().cloned().chain([Step::Index(i)]).collect(), p);
             }),
             serde_json::Value::Number(n) if n.as_i64().is_some_and(|i| i > ABSURD) => {
-                p.push((
-                    at,
-                    format!("absurd value {n} (model sizes above {ABSURD} are rejected)"),
-                ));
+                p.push((at, format!("absurd value {n} (model sizes above {ABSURD} are rejected)")));
             }
             _ => {}
         }
     }
     walk(&serde_json::to_value(m).unwrap_or_default(), at.clone(), p);
     for (field, msg) in m.validate() {
-        p.push((
-            at.iter().cloned().chain([k(&field)]).collect(),
-            format!("{field} {msg}"),
-        ));
+        p.push((at.iter().cloned().chain([k(&field)]).collect(), format!("{field} {msg}")));
     }
 }
 
@@ -129,18 +103,12 @@ fn measure(m: &Measure, at: Vec<Step>, p: &mut Problems) {
         Quantity::Training if m.batch.is_none() || m.steps.is_none() => {
             p.push((at, "a training quantity needs `batch` and `steps`".into()))
         }
-        Quantity::Sampling if m.steps.is_none() => {
-            p.push((at, "a sampling quantity needs `steps`".into()))
-        }
+        Quantity::Sampling if m.steps.is_none() => p.push((at, "a sampling quantity needs `steps`".into())),
         _ => {}
     }
 }
 
-fn unique_labels<'a>(
-    labels: impl Iterator<Item = &'a str>,
-    at: impl Fn(usize) -> Vec<Step>,
-    p: &mut Problems,
-) {
+fn unique_labels<'a>(labels: impl Iterator<Item = &'a str>, at: impl Fn(usize) -> Vec<Step>, p: &mut Problems) {
     let mut seen = BTreeSet::new();
     for (i, l) in labels.enumerate() {
         if l.trim().is_empty() {
@@ -173,17 +141,11 @@ pub fn experiment(e: &Experiment) -> Problems {
                 measure(m, vec![k("measures"), k(name)], &mut p);
                 if let Some(rel) = &m.relative_to {
                     if !t.rows.iter().any(|r| &r.label == rel) {
-                        p.push((
-                            vec![k("measures"), k(name), k("relative_to")],
-                            format!("no row labelled `{rel}`"),
-                        ));
+                        p.push((vec![k("measures"), k(name), k("relative_to")], format!("no row labelled `{rel}`")));
                     }
                 }
                 if !t.rows.iter().any(|r| r.model.is_some()) {
-                    p.push((
-                        vec![k("measures"), k(name)],
-                        "measures need rows with a `model`".into(),
-                    ));
+                    p.push((vec![k("measures"), k(name)], "measures need rows with a `model`".into()));
                 }
             }
         }
@@ -207,21 +169,10 @@ pub fn experiment(e: &Experiment) -> Problems {
                         (Some(x), None, None) if *x > 0.0 => {}
                         (Some(_), None, None) => p.push((here, "x must be positive".into())),
                         (None, Some(m), Some(ms)) => {
-                            model(
-                                m,
-                                here.iter().cloned().chain([k("model")]).collect(),
-                                &mut p,
-                            );
-                            measure(
-                                ms,
-                                here.iter().cloned().chain([k("measure")]).collect(),
-                                &mut p,
-                            );
+                            model(m, here.iter().cloned().chain([k("model")]).collect(), &mut p);
+                            measure(ms, here.iter().cloned().chain([k("measure")]).collect(), &mut p);
                         }
-                        _ => p.push((
-                            here,
-                            "give either `x`, or both `model` and `measure`".into(),
-                        )),
+                        _ => p.push((here, "give either `x`, or both `model` and `measure`".into())),
                     }
                 }
             }
@@ -246,11 +197,7 @@ pub fn experiment(e: &Experiment) -> Problems {
                 }
             }
             let h = &b.hardware;
-            for (f, v) in [
-                ("gpus", h.gpus),
-                ("peak_flops", h.peak_flops),
-                ("days", h.days),
-            ] {
+            for (f, v) in [("gpus", h.gpus), ("peak_flops", h.peak_flops), ("days", h.days)] {
                 if !positive(v) {
                     p.push((vec![k("hardware"), k(f)], format!("{f} must be positive")));
                 }
@@ -269,23 +216,133 @@ pub fn experiment(e: &Experiment) -> Problems {
                 p.push((vec![k("x")], "a fit needs at least 3 x values".into()));
             }
             if let Some(i) = s.x.iter().position(|x| !positive(*x)) {
-                p.push((
-                    vec![k("x"), Step::Index(i)],
-                    "x values must be positive".into(),
-                ));
+                p.push((vec![k("x"), Step::Index(i)], "x values must be positive".into()));
             }
             if !(s.noise >= 0.0 && s.noise < 10.0) {
                 p.push((vec![k("noise")], "noise must be in [0, 10)".into()));
             }
             if !(1..=10_000).contains(&s.replicates) {
+                p.push((vec![k("replicates")], "replicates must be between 1 and 10,000".into()));
+            }
+        }
+        Experiment::SamplerConvergence(c) => {
+            schedule(&c.schedule, &mut p);
+            samplers(&c.samplers, &mut p);
+            steps(&c.steps, &mut p);
+            if !positive(c.data_std) {
+                p.push((vec![k("data_std")], "data_std must be positive".into()));
+            }
+            let lambdas_ok = c.lambda_min < c.lambda_max && c.lambda_min.abs() <= 30.0 && c.lambda_max.abs() <= 30.0;
+            if !lambdas_ok {
+                p.push((vec![k("lambda_min")], "need -30 ≤ lambda_min < lambda_max ≤ 30".into()));
+            }
+        }
+        Experiment::SamplerSweep(w) => {
+            if w.denoiser == crate::suite::Denoiser::Trained {
                 p.push((
-                    vec![k("replicates")],
-                    "replicates must be between 1 and 10,000".into(),
+                    vec![k("denoiser")],
+                    "trained denoisers need the training engine, which this build lacks".into(),
                 ));
+            }
+            gmm(&w.gmm, &mut p);
+            schedule(&w.schedule, &mut p);
+            samplers(&w.samplers, &mut p);
+            steps(&w.steps, &mut p);
+            features(&w.features, &mut p);
+            sample_count(w.samples, "samples", &mut p);
+            sample_count(w.reference_samples, "reference_samples", &mut p);
+            replicates(w.replicates, &mut p);
+            if !(0.0..=100.0).contains(&w.guidance) {
+                p.push((vec![k("guidance")], "guidance must be in [0, 100] (1 means none)".into()));
+            }
+            if let crate::suite::ClipX0::Symmetric(c) = w.clip_x0 {
+                if !positive(c) {
+                    p.push((vec![k("clip_x0")], "the clip bound must be positive".into()));
+                }
+            }
+            if w.samples < 8 && w.metric == crate::suite::SampleMetric::FdInfinity {
+                p.push((vec![k("samples")], "FD∞ needs at least 8 samples".into()));
+            }
+        }
+        Experiment::MetricNull(m) => {
+            gmm(&m.gmm, &mut p);
+            features(&m.features, &mut p);
+            sample_count(m.samples, "samples", &mut p);
+            replicates(m.replicates, &mut p);
+            if !(m.blur > 0.0 && m.blur < 10.0) {
+                p.push((vec![k("blur")], "blur must be in (0, 10)".into()));
             }
         }
     }
     p
+}
+
+fn schedule(s: &crate::diffusion::Schedule, p: &mut Problems) {
+    if !(2..=100_000).contains(&s.train_steps) {
+        p.push((vec![k("schedule"), k("train_steps")], "train_steps must be between 2 and 100,000".into()));
+    }
+    use crate::diffusion::BetaSchedule::{Linear, ScaledLinear};
+    if let Linear { start, end } | ScaledLinear { start, end } = s.betas {
+        if !(start > 0.0 && start < end && end < 1.0) {
+            p.push((vec![k("schedule"), k("betas")], "betas need 0 < start < end < 1".into()));
+        }
+    }
+}
+
+fn samplers(m: &std::collections::BTreeMap<String, crate::diffusion::Sampler>, p: &mut Problems) {
+    if m.is_empty() {
+        p.push((vec![k("samplers")], "no samplers".into()));
+    }
+    for (name, s) in m {
+        if !valid_name(name) || name == "steps" || name.starts_with("nfe_") {
+            let msg = format!("`{name}` cannot name a column (lowercase, not `steps` or `nfe_…`)");
+            p.push((vec![k("samplers"), k(name)], msg));
+        }
+        if let crate::diffusion::Sampler::Ddim { eta } = s {
+            if !(0.0..=1.0).contains(eta) {
+                p.push((vec![k("samplers"), k(name)], "DDIM's eta must be in [0, 1]".into()));
+            }
+        }
+    }
+}
+
+fn steps(v: &[usize], p: &mut Problems) {
+    if v.is_empty() {
+        p.push((vec![k("steps")], "no step counts".into()));
+    }
+    if let Some(i) = v.iter().position(|s| !(1..=10_000).contains(s)) {
+        p.push((vec![k("steps"), Step::Index(i)], "step counts must be between 1 and 10,000".into()));
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(i) = v.iter().position(|s| !seen.insert(*s)) {
+        p.push((vec![k("steps"), Step::Index(i)], "duplicate step count".into()));
+    }
+}
+
+fn gmm(g: &crate::data::GmmSpec, p: &mut Problems) {
+    for (f, m) in g.validate() {
+        p.push((vec![k("gmm"), k(&f)], format!("{f} {m}")));
+    }
+}
+
+fn features(f: &crate::metrics::Features, p: &mut Problems) {
+    if let crate::metrics::Features::RandomRelu { dim, .. } = f {
+        if !(1..=4096).contains(dim) {
+            p.push((vec![k("features")], "feature dim must be between 1 and 4096".into()));
+        }
+    }
+}
+
+fn sample_count(n: usize, field: &str, p: &mut Problems) {
+    if !(2..=1_000_000).contains(&n) {
+        p.push((vec![k(field)], format!("{field} must be between 2 and 1,000,000")));
+    }
+}
+
+fn replicates(r: u32, p: &mut Problems) {
+    if !(1..=1000).contains(&r) {
+        p.push((vec![k("replicates")], "replicates must be between 1 and 1,000".into()));
+    }
 }
 
 /// The names a check may refer to in one experiment.
@@ -302,42 +359,39 @@ pub fn columns(e: &Experiment) -> Columns {
     match e {
         Experiment::Table(t) => {
             c.measured = t.measures.keys().cloned().collect();
-            c.printed = t
-                .rows
-                .iter()
-                .flat_map(|r| r.printed.keys().cloned())
-                .collect();
+            c.printed = t.rows.iter().flat_map(|r| r.printed.keys().cloned()).collect();
             c.rows = t.rows.iter().map(|r| r.label.clone()).collect();
         }
         Experiment::PowerLaws(pl) => {
             c.measured = ["x", "y"].map(String::from).into();
-            c.rows = pl
-                .laws
-                .iter()
-                .flat_map(|l| {
-                    l.at.iter()
-                        .map(move |a| format!("{} @ {}", l.name, a.label))
-                })
-                .collect();
+            c.rows =
+                pl.laws.iter().flat_map(|l| l.at.iter().map(move |a| format!("{} @ {}", l.name, a.label))).collect();
         }
         Experiment::TrainingBudget(b) => {
             c.measured = ["forward", "training"].map(String::from).into();
-            c.scalars = ["total_training", "utilisation", "gpu_hours"]
-                .map(String::from)
-                .into();
+            c.scalars = ["total_training", "utilisation", "gpu_hours"].map(String::from).into();
             if b.hardware.dollars.is_some() {
                 c.scalars.insert("dollars_per_gpu_hour".into());
             }
             c.rows = b.stages.iter().map(|s| s.label.clone()).collect();
         }
         Experiment::SyntheticPowerLaw(s) => {
-            c.measured = s
-                .series
-                .iter()
-                .map(|x| x.name.clone())
-                .chain(["x".to_string()])
-                .collect();
+            c.measured = s.series.iter().map(|x| x.name.clone()).chain(["x".to_string()]).collect();
             c.rows = s.x.iter().map(|x| format!("x={x}")).collect();
+        }
+        Experiment::SamplerConvergence(e) => {
+            c.measured = e.samplers.keys().cloned().chain(["steps".to_string()]).collect();
+            c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
+        }
+        Experiment::SamplerSweep(e) => {
+            let names = e.samplers.keys().flat_map(|n| [n.clone(), format!("nfe_{n}")]);
+            c.measured = names.chain(["steps".to_string()]).collect();
+            c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
+        }
+        Experiment::MetricNull(_) => {
+            let cols = ["fd_null", "fd_null_double", "bias_ratio", "fd_blur", "blur_excess", "fd_infinity_null"];
+            c.measured = cols.map(String::from).into();
+            c.rows = vec!["null".into()];
         }
     }
     c
@@ -360,10 +414,7 @@ pub fn resolve(name: &str, cols: &Columns, has_fit: bool) -> Result<ColRef, Stri
         return if cols.printed.contains(p) {
             Ok(ColRef::Printed(p.into()))
         } else {
-            Err(format!(
-                "no printed column `{p}` (printed: {})",
-                join(&cols.printed)
-            ))
+            Err(format!("no printed column `{p}` (printed: {})", join(&cols.printed)))
         };
     }
     if let Some(f) = name.strip_prefix("fit.") {
@@ -372,9 +423,7 @@ pub fn resolve(name: &str, cols: &Columns, has_fit: bool) -> Result<ColRef, Stri
         } else if FIT_OUTPUTS.contains(&f) {
             Ok(ColRef::Fit(f.into()))
         } else {
-            Err(format!(
-                "fits give `fit.exponent`, `fit.prefactor` and `fit.r2`, not `{name}`"
-            ))
+            Err(format!("fits give `fit.exponent`, `fit.prefactor` and `fit.r2`, not `{name}`"))
         };
     }
     if cols.measured.contains(name) {
@@ -383,10 +432,7 @@ pub fn resolve(name: &str, cols: &Columns, has_fit: bool) -> Result<ColRef, Stri
         Ok(ColRef::Scalar(name.into()))
     } else {
         let all: BTreeSet<String> = cols.measured.iter().chain(&cols.scalars).cloned().collect();
-        Err(format!(
-            "no column `{name}` (measured: {}; printed ones are `printed.NAME`)",
-            join(&all)
-        ))
+        Err(format!("no column `{name}` (measured: {}; printed ones are `printed.NAME`)", join(&all)))
     }
 }
 
@@ -408,24 +454,12 @@ struct CheckRefs<'a> {
 }
 
 fn check_refs(chk: &Check) -> CheckRefs<'_> {
-    let plain = |kind, refs| CheckRefs {
-        kind,
-        refs,
-        rows: None,
-        errata: &[],
-        band: None,
-    };
+    let plain = |kind, refs| CheckRefs { kind, refs, rows: None, errata: &[], band: None };
     match chk {
         Check::Within(w) => {
             let mut refs = vec![("value", &w.value)];
             refs.extend(w.reference.as_ref().map(|x| ("reference", x)));
-            CheckRefs {
-                kind: "within",
-                refs,
-                rows: w.rows.as_ref(),
-                errata: &w.errata,
-                band: None,
-            }
+            CheckRefs { kind: "within", refs, rows: w.rows.as_ref(), errata: &w.errata, band: None }
         }
         Check::Band(b) => CheckRefs {
             kind: "band",
@@ -434,22 +468,22 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
             errata: &b.errata,
             band: Some((b.min, b.max)),
         },
-        Check::Monotone(m) => CheckRefs {
-            rows: m.rows.as_ref(),
-            ..plain("monotone", vec![("x", &m.x), ("y", &m.y)])
-        },
-        Check::Correlation(m) => CheckRefs {
-            band: Some((m.min, m.max)),
-            ..plain("correlation", vec![("x", &m.x), ("y", &m.y)])
-        },
-        Check::RanksBetter(m) => plain(
-            "ranks_better",
-            vec![("y", &m.y), ("better", &m.better), ("than", &m.than)],
-        ),
-        Check::Crossover(m) => CheckRefs {
-            band: Some((m.min, m.max)),
-            ..plain("crossover", vec![("x", &m.x), ("a", &m.a), ("b", &m.b)])
-        },
+        Check::Monotone(m) => CheckRefs { rows: m.rows.as_ref(), ..plain("monotone", vec![("x", &m.x), ("y", &m.y)]) },
+        Check::Correlation(m) => {
+            CheckRefs { band: Some((m.min, m.max)), ..plain("correlation", vec![("x", &m.x), ("y", &m.y)]) }
+        }
+        Check::RanksBetter(m) => plain("ranks_better", vec![("y", &m.y), ("better", &m.better), ("than", &m.than)]),
+        Check::Crossover(m) => {
+            CheckRefs { band: Some((m.min, m.max)), ..plain("crossover", vec![("x", &m.x), ("a", &m.a), ("b", &m.b)]) }
+        }
+        Check::Exponent(m) => {
+            CheckRefs { band: Some((m.min, m.max)), ..plain("exponent", vec![("x", &m.x), ("y", &m.y)]) }
+        }
+        Check::Ordered(m) => {
+            let mut refs: Vec<(&'static str, &String)> = m.columns.iter().map(|c| ("columns", c)).collect();
+            refs.extend(m.x.as_ref().map(|x| ("x", x)));
+            CheckRefs { rows: m.rows.as_ref(), ..plain("ordered", refs) }
+        }
     }
 }
 
@@ -466,39 +500,35 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
         }
     }
     for (i, chk) in c.expect.iter().enumerate() {
-        let CheckRefs {
-            kind,
-            refs,
-            rows,
-            errata,
-            band,
-        } = check_refs(chk);
+        let CheckRefs { kind, refs, rows, errata, band } = check_refs(chk);
         let at = |f: &str| vec![k("expect"), Step::Index(i), k(kind), k(f)];
         for (field, name) in refs {
             if let Err(m) = resolve(name, &cols, has_fit) {
                 p.push((at(field), m));
             }
         }
-        if let Check::Within(w) = chk {
-            if w.reference.is_none()
-                && !cols
-                    .printed
-                    .contains(w.value.trim_start_matches("printed."))
-            {
+        if let Check::Ordered(o) = chk {
+            if o.columns.len() < 2 {
                 p.push((
-                    at("value"),
-                    format!(
-                        "no printed column `{}` to compare with; give `reference`",
-                        w.value
-                    ),
+                    vec![k("expect"), Step::Index(i), k("ordered"), k("columns")],
+                    "an order needs at least two columns".into(),
                 ));
+            }
+        }
+        if let Check::Ordered(o) = chk {
+            if o.columns.len() < 2 {
+                let at = vec![k("expect"), Step::Index(i), k("ordered"), k("columns")];
+                p.push((at, "an order needs at least two columns".into()));
+            }
+        }
+        if let Check::Within(w) = chk {
+            if w.reference.is_none() && !cols.printed.contains(w.value.trim_start_matches("printed.")) {
+                p.push((at("value"), format!("no printed column `{}` to compare with; give `reference`", w.value)));
             }
             if w.abs.is_none() && w.rel.is_none() {
                 p.push((at("value"), "give a tolerance: `abs`, `rel` or both".into()));
             }
-            if w.abs.is_some_and(|a| a.is_nan() || a < 0.0)
-                || w.rel.is_some_and(|r| r.is_nan() || r < 0.0)
-            {
+            if w.abs.is_some_and(|a| a.is_nan() || a < 0.0) || w.rel.is_some_and(|r| r.is_nan() || r < 0.0) {
                 p.push((at("abs"), "tolerances cannot be negative".into()));
             }
             if w.divide.is_some_and(|d| d == 0.0) {
@@ -508,22 +538,14 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
         if let Some((lo, hi)) = band {
             match (lo, hi) {
                 (None, None) => p.push((at("min"), "a band needs `min`, `max` or both".into())),
-                (Some(a), Some(b)) if a > b => {
-                    p.push((at("min"), format!("inverted band: min {a} > max {b}")))
-                }
+                (Some(a), Some(b)) if a > b => p.push((at("min"), format!("inverted band: min {a} > max {b}"))),
                 _ => {}
             }
         }
         for (j, r) in rows.into_iter().flatten().enumerate() {
             if !cols.rows.contains(r) {
                 p.push((
-                    vec![
-                        k("expect"),
-                        Step::Index(i),
-                        k(kind),
-                        k("rows"),
-                        Step::Index(j),
-                    ],
+                    vec![k("expect"), Step::Index(i), k(kind), k("rows"), Step::Index(j)],
                     format!("no row `{r}`"),
                 ));
             }
@@ -531,14 +553,7 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
         for (j, er) in errata.iter().enumerate() {
             if !cols.rows.contains(&er.row) {
                 p.push((
-                    vec![
-                        k("expect"),
-                        Step::Index(i),
-                        k(kind),
-                        k("errata"),
-                        Step::Index(j),
-                        k("row"),
-                    ],
+                    vec![k("expect"), Step::Index(i), k(kind), k("errata"), Step::Index(j), k("row")],
                     format!("no row `{}`", er.row),
                 ));
             }

@@ -83,10 +83,7 @@ impl Node {
         let mut loc = self.loc;
         for step in path {
             let next = match (&node.kind, step) {
-                (Kind::Map(m), Step::Key(k)) => m
-                    .iter()
-                    .find(|(key, _, _)| key == k)
-                    .map(|(_, kl, v)| (kl, v)),
+                (Kind::Map(m), Step::Key(k)) => m.iter().find(|(key, _, _)| key == k).map(|(_, kl, v)| (kl, v)),
                 (Kind::Seq(s), Step::Index(i)) => s.get(*i).map(|v| (&v.loc, v)),
                 _ => None,
             };
@@ -127,14 +124,10 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::from(*i),
-            Kind::Float(f) => serde_json::Number::from_f64(*f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
+            Kind::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Seq(s) => Value::Array(s.iter().map(Node::to_json).collect()),
-            Kind::Map(m) => {
-                Value::Object(m.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect())
-            }
+            Kind::Map(m) => Value::Object(m.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect()),
         }
     }
 
@@ -164,10 +157,7 @@ impl Node {
                         None => out.push((k.clone(), *kl, v.clone())),
                     }
                 }
-                Node {
-                    kind: Kind::Map(out),
-                    loc: over.loc,
-                }
+                Node { kind: Kind::Map(out), loc: over.loc }
             }
             _ => over.clone(),
         }
@@ -175,10 +165,9 @@ impl Node {
 
     pub fn without(&self, key: &str) -> Node {
         match &self.kind {
-            Kind::Map(m) => Node {
-                kind: Kind::Map(m.iter().filter(|(k, _, _)| k != key).cloned().collect()),
-                loc: self.loc,
-            },
+            Kind::Map(m) => {
+                Node { kind: Kind::Map(m.iter().filter(|(k, _, _)| k != key).cloned().collect()), loc: self.loc }
+            }
             _ => self.clone(),
         }
     }
@@ -188,15 +177,8 @@ impl Node {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = serde_saphyr::Spanned::<Inner>::deserialize(d)?;
-        let loc = Loc {
-            file: 0,
-            line: s.referenced.line() as u32,
-            col: s.referenced.column() as u32,
-        };
-        Ok(Node {
-            kind: s.value.0,
-            loc,
-        })
+        let loc = Loc { file: 0, line: s.referenced.line() as u32, col: s.referenced.column() as u32 };
+        Ok(Node { kind: s.value.0, loc })
     }
 }
 
@@ -223,31 +205,19 @@ impl<'de> Visitor<'de> for InnerVisitor {
         Ok(Inner(Kind::Int(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Inner, E> {
-        i64::try_from(v)
-            .map(|i| Inner(Kind::Int(i)))
-            .or(Ok(Inner(Kind::Float(v as f64))))
+        i64::try_from(v).map(|i| Inner(Kind::Int(i))).or(Ok(Inner(Kind::Float(v as f64))))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Inner, E> {
-        Ok(Inner(
-            i64::try_from(v)
-                .map(Kind::Int)
-                .unwrap_or(Kind::Float(v as f64)),
-        ))
+        Ok(Inner(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64))))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Inner, E> {
-        Ok(Inner(
-            i64::try_from(v)
-                .map(Kind::Int)
-                .unwrap_or(Kind::Float(v as f64)),
-        ))
+        Ok(Inner(i64::try_from(v).map(Kind::Int).unwrap_or(Kind::Float(v as f64))))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Inner, E> {
         if v.is_finite() {
             Ok(Inner(Kind::Float(v)))
         } else {
-            Err(E::custom(
-                "non-finite numbers (.inf, .nan) are not allowed in suites",
-            ))
+            Err(E::custom("non-finite numbers (.inf, .nan) are not allowed in suites"))
         }
     }
     fn visit_str<E>(self, v: &str) -> Result<Inner, E> {
@@ -320,23 +290,10 @@ pub fn parse_str(text: &str, path: &Path, file: usize) -> Result<Node, SuiteErro
     // YAML 1.2 booleans only: a key `y` or a value `no` stays a string.
     let options = serde_saphyr::options! { strict_booleans: true };
     let mut node: Node = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line() as u32, l.column() as u32))
-            .unwrap_or((1, 1));
+        let (line, col) = e.location().map(|l| (l.line() as u32, l.column() as u32)).unwrap_or((1, 1));
         let msg = e.without_snippet().to_string();
-        let msg = msg
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_string();
-        SuiteError::at(
-            path,
-            line.max(1),
-            col.max(1),
-            format!("invalid YAML: {msg}"),
-        )
+        let msg = msg.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        SuiteError::at(path, line.max(1), col.max(1), format!("invalid YAML: {msg}"))
     })?;
     if node.kind == Kind::Null {
         return Err(SuiteError::at(
@@ -407,29 +364,14 @@ pub fn tagged<'de, D: Deserializer<'de>, T>(
     pick: impl FnOnce(&str, Value) -> Result<T, D::Error>,
 ) -> Result<T, D::Error> {
     let mut v = Value::deserialize(d)?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| de::Error::custom(format!("expected a mapping with `{tag}:`")))?;
+    let obj = v.as_object_mut().ok_or_else(|| de::Error::custom(format!("expected a mapping with `{tag}:`")))?;
     let name = match obj.remove(tag) {
         Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(de::Error::custom(format!(
-                "`{tag}` must be one of: {}",
-                known.join(", ")
-            )))
-        }
-        None => {
-            return Err(de::Error::custom(format!(
-                "missing field `{tag}` (one of: {})",
-                known.join(", ")
-            )))
-        }
+        Some(_) => return Err(de::Error::custom(format!("`{tag}` must be one of: {}", known.join(", ")))),
+        None => return Err(de::Error::custom(format!("missing field `{tag}` (one of: {})", known.join(", ")))),
     };
     if !known.contains(&name.as_str()) {
-        return Err(de::Error::custom(format!(
-            "unknown {tag} `{name}` (one of: {})",
-            known.join(", ")
-        )));
+        return Err(de::Error::custom(format!("unknown {tag} `{name}` (one of: {})", known.join(", "))));
     }
     pick(&name, v)
 }
@@ -465,14 +407,7 @@ mod tests {
         let b = parse_str("x:\n  y: 5\n", p, 1).unwrap();
         let m = Node::merged(&a, &b);
         let path = [Step::Key("x".into()), Step::Key("y".into())];
-        assert_eq!(
-            m.locate_value(&path),
-            Loc {
-                file: 1,
-                line: 2,
-                col: 6
-            }
-        );
+        assert_eq!(m.locate_value(&path), Loc { file: 1, line: 2, col: 6 });
         let path = [Step::Key("x".into()), Step::Key("z".into()), Step::Index(1)];
         assert_eq!(m.locate_value(&path).line, 3);
         assert_eq!(m.to_json()["x"]["y"], 5);
