@@ -377,3 +377,41 @@ fn sampler_claims_pass_at_smoke_scale_and_trained_ones_are_skipped_with_a_reason
     assert!(c["reason"].as_str().unwrap().contains("training engine"));
     assert!(dir.path().join("figures/mei2024__sampler-order-oracle.svg").is_file());
 }
+
+#[test]
+fn fd_command_reads_fid_statistics_and_samples() {
+    use diffscale::data::user::npy_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let npz = |name: &str, mu: &[f64], sigma: &[f64]| {
+        let p = dir.path().join(name);
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file("mu.npy", opts).unwrap();
+        std::io::Write::write_all(&mut w, &npy_bytes(&[mu.len()], mu)).unwrap();
+        w.start_file("sigma.npy", opts).unwrap();
+        std::io::Write::write_all(&mut w, &npy_bytes(&[mu.len(), mu.len()], sigma)).unwrap();
+        w.finish().unwrap();
+        p
+    };
+    let eye = |v: f64| (0..16).map(|i| if i % 5 == 0 { v } else { 0.0 }).collect::<Vec<_>>();
+    // FD(N(0, 2I), N(1, 0.5I)) in 4-d = 4 + 8 + 2 − 2·4 = 6.
+    let (a, b) = (npz("a.npz", &[0.0; 4], &eye(2.0)), npz("b.npz", &[1.0; 4], &eye(0.5)));
+    let out = diffscale().args(["fd", "--json", "--ref"]).arg(&a).arg("--gen").arg(&b).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((v["fd"].as_f64().unwrap() - 6.0).abs() < 1e-9);
+    // Samples drawn from the reference itself: FD near 0, FD∞ reported.
+    let mut r = diffscale::run::seed::Rng::new(1);
+    let samples: Vec<f64> = (0..4000 * 4).map(|_| 2f64.sqrt() * r.normal()).collect();
+    let npy = dir.path().join("g.npy");
+    std::fs::write(&npy, npy_bytes(&[4000, 4], &samples)).unwrap();
+    let out = diffscale().args(["fd", "--json", "--ref"]).arg(&a).arg("--gen").arg(&npy).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["fd"].as_f64().unwrap() < 0.05 && v["fd_infinity"].is_number(), "{v}");
+    // Mismatched widths and unreadable inputs are usage errors.
+    let c = npz("c.npz", &[0.0; 2], &[1.0, 0.0, 0.0, 1.0]);
+    let out = diffscale().args(["fd", "--ref"]).arg(&a).arg("--gen").arg(&c).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = diffscale().args(["fd", "--ref", "nope.npz", "--gen"]).arg(&c).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,5 +1,6 @@
 //! The `diffscale` command line.
 
+mod fd;
 mod flops;
 
 use crate::check::claim::{judge, ClaimResult};
@@ -28,6 +29,7 @@ const AFTER: &str = "Examples:
   diffscale compare runs/cpu --baseline results/cpu/summary.json
   diffscale flops dit-xl/2
   diffscale flops sd15 --set channels=64 --set cross_attention_dim=1024
+  diffscale fd --ref imagenet_stats.npz --gen samples_stats.npz
 
 Exit status: 0 every claim passed, was skipped, inconclusive or a confirmed erratum;
 1 a claim failed (or `compare` found a regression); 2 bad input or usage.";
@@ -72,7 +74,7 @@ pub enum Command {
         /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.
         #[arg(long)]
         seeds: Option<u32>,
-        /// Ignore finished cases in --out and run everything again.
+        /// Start from an empty run folder: delete its cases and figures, run everything again.
         #[arg(long)]
         fresh: bool,
     },
@@ -105,6 +107,8 @@ pub enum Command {
     },
     /// Parameters and compute of a model config, in every convention.
     Flops(flops::FlopsArgs),
+    /// Fréchet distance between two feature sets: pytorch-fid / ADM .npz statistics, or samples.
+    Fd(fd::FdArgs),
     /// Print the JSON Schema of suite files (for editor validation and completion).
     Schema,
 }
@@ -284,6 +288,14 @@ fn cmd_run(
         }
     }
     std::fs::create_dir_all(&out)?;
+    if fresh {
+        for sub in ["cases", "figures"] {
+            let p = out.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p)?;
+            }
+        }
+    }
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut progress = Reporter::new();
     let records = run::run_cases(&manifest.claims, &out, shard, fresh, &machine, &mut progress)?;
@@ -422,6 +434,7 @@ pub fn main() -> i32 {
         Command::Compare { run, baseline, rel, abs } => cmd_compare(run, baseline, rel, abs),
         Command::Merge { dirs, out } => cmd_merge(dirs, out),
         Command::Flops(a) => flops::run(a).map_err(usage),
+        Command::Fd(a) => fd::run(a).map_err(usage),
         Command::Schema => cmd_schema(),
     };
     match r {

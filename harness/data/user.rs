@@ -172,25 +172,25 @@ pub fn read_fid_stats(p: &Path) -> Result<(Vec<f64>, Array), String> {
     Ok((mu.data, Array { rows: d, cols: d, data: sigma.data }))
 }
 
+/// A `.npy` file (format 1.0, little-endian float64, C order) holding `data` with `shape`.
+pub fn npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    data.iter().for_each(|v| out.extend(v.to_le_bytes()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A minimal .npy writer for tests (float64, C order).
-    pub fn npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-        let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-        let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_txt}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        data.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        out
-    }
 
     #[test]
     fn npy_round_trip() {

@@ -65,10 +65,22 @@ pub fn frechet_from_samples(a: &[f64], b: &[f64], d: usize) -> f64 {
 /// the first N/4, N/2 and all N generated samples (against the full reference) and return
 /// the intercept.
 pub fn fd_infinity(gen: &[f64], reference: &[f64], d: usize) -> f64 {
+    let (mu, sigma) = moments(reference, d);
+    fd_infinity_to(gen, d, &mu, &sigma)
+}
+
+/// FD∞ of generated samples against reference statistics.
+pub fn fd_infinity_to(gen: &[f64], d: usize, mu: &[f64], sigma: &[f64]) -> f64 {
     let n = gen.len() / d;
     let sizes = [n / 4, n / 2, n];
     let inv: Vec<f64> = sizes.iter().map(|s| 1.0 / *s as f64).collect();
-    let fd: Vec<f64> = sizes.iter().map(|s| frechet_from_samples(&gen[..s * d], reference, d)).collect();
+    let fd: Vec<f64> = sizes
+        .iter()
+        .map(|s| {
+            let (m, c) = moments(&gen[..s * d], d);
+            frechet_distance(&m, &c, mu, sigma)
+        })
+        .collect();
     crate::fit::ols(&inv, &fd).map(|(_, intercept, _)| intercept).unwrap_or(fd[2])
 }
 

@@ -4,7 +4,7 @@
 
 pub mod frechet;
 
-pub use frechet::{fd_infinity, frechet_distance, frechet_from_samples, moments};
+pub use frechet::{fd_infinity, fd_infinity_to, frechet_distance, frechet_from_samples, moments};
 
 use crate::data::Gmm;
 use crate::run::seed::Rng;
