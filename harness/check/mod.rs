@@ -446,6 +446,36 @@ fn exponent(ctx: &Ctx, c: &ExponentCheck, i: usize) -> Result<CheckOutcome, Stri
     })
 }
 
+fn ratio(ctx: &Ctx, c: &RatioCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (num, den) = (ctx.rows(&c.num)?, ctx.rows(&c.den)?);
+    let mut rows = vec![];
+    for r in ctx.complete(&[&num, &den], c.rows.as_ref()) {
+        let pair: Vec<Rows> = vec![vec![num[r].clone().expect("complete")], vec![den[r].clone().expect("complete")]];
+        let seed = ctx.seed(&format!("check{i}/{}", ctx.data.rows[r]));
+        let est = fit::bootstrap(&[&pair[0], &pair[1]], ctx.boot.resamples, ctx.boot.level, seed, |c| {
+            Some(fit::mean(&c[0][0]) / fit::mean(&c[1][0]))
+        })
+        .expect("defined");
+        rows.push(RowOutcome {
+            row: ctx.data.rows[r].clone(),
+            measured: est,
+            expected: band_text(c.min, c.max),
+            verdict: band_verdict(&est, c.min, c.max),
+            note: None,
+        });
+    }
+    let (verdict, note) = rows_verdict(&rows);
+    let measured = if rows.len() == 1 { Some(rows[0].measured) } else { None };
+    Ok(CheckOutcome {
+        check: format!("mean {} / mean {} {}", c.num, c.den, band_text(c.min, c.max)),
+        verdict,
+        measured,
+        expected: band_text(c.min, c.max),
+        rows,
+        note,
+    })
+}
+
 fn ordered(ctx: &Ctx, o: &OrderedCheck, i: usize) -> Result<CheckOutcome, String> {
     let cols: Vec<Vec<Option<Vec<f64>>>> = o.columns.iter().map(|c| ctx.rows(c)).collect::<Result<_, _>>()?;
     let refs: Vec<&Vec<Option<Vec<f64>>>> = cols.iter().collect();
@@ -532,6 +562,7 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
         Check::Crossover(c) => crossover(ctx, c, i),
         Check::Exponent(c) => exponent(ctx, c, i),
         Check::Ordered(c) => ordered(ctx, c, i),
+        Check::Ratio(c) => ratio(ctx, c, i),
     };
     r.unwrap_or_else(|e| CheckOutcome {
         check: format!("check {}", i + 1),

@@ -95,13 +95,40 @@ impl Gmm {
         &self.stds[k * self.dim..(k + 1) * self.dim]
     }
 
+    /// The mixture restricted to its first `keep` components (weights renormalised): a model
+    /// that has lost the other modes.
+    pub fn first_components(&self, keep: usize) -> Gmm {
+        let keep = keep.clamp(1, self.components());
+        let total: f64 = self.weights[..keep].iter().sum();
+        Gmm {
+            dim: self.dim,
+            means: self.means[..keep * self.dim].to_vec(),
+            stds: self.stds[..keep * self.dim].to_vec(),
+            weights: self.weights[..keep].iter().map(|w| w / total).collect(),
+            class_of: self.class_of[..keep].to_vec(),
+            classes: self.classes,
+        }
+    }
+
     /// The same mixture with every component's standard deviation scaled (a "blur" when > 1).
     pub fn scaled_stds(&self, factor: f64) -> Gmm {
         Gmm { stds: self.stds.iter().map(|s| s * factor).collect(), ..self.clone() }
     }
 
+    /// n samples and their components; sample i draws only from `substream(seed, first + i)`.
+    pub fn sample_components(&self, seed: u64, first: usize, n: usize) -> (Vec<f64>, Vec<usize>) {
+        let (x, _, comps) = self.draw(seed, first, n, None);
+        (x, comps)
+    }
+
     /// n samples (and their classes); sample i draws only from `substream(seed, first + i)`.
     pub fn sample(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
+        let (x, classes, _) = self.draw(seed, first, n, class);
+        (x, classes)
+    }
+
+    fn draw(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>, Vec<usize>) {
+        let mut ks = Vec::with_capacity(n);
         let mut xs = Vec::with_capacity(n * self.dim);
         let mut cs = Vec::with_capacity(n);
         for i in 0..n {
@@ -119,8 +146,9 @@ impl Gmm {
             }
             xs.extend(self.mean(k).iter().zip(self.std(k)).map(|(m, s)| m + s * rng.normal()));
             cs.push(self.class_of[k]);
+            ks.push(k);
         }
-        (xs, cs)
+        (xs, cs, ks)
     }
 
     /// Log responsibilities (unnormalised) of every component for one noisy row.

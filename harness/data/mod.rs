@@ -8,6 +8,34 @@ pub use gmm::{Gmm, GmmSpec};
 pub use templates::TemplateSpec;
 
 use crate::run::seed::{substream, Rng};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where an experiment's data comes from: a distribution known in closed form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSpec {
+    /// A Gaussian mixture with means on a sphere.
+    Gmm(GmmSpec),
+    /// Template-mixture images (exactly a mixture in pixel space).
+    Templates(TemplateSpec),
+}
+
+impl DataSpec {
+    pub fn build(&self) -> Gmm {
+        match self {
+            DataSpec::Gmm(g) => g.build(),
+            DataSpec::Templates(t) => t.gmm(),
+        }
+    }
+
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self {
+            DataSpec::Gmm(g) => g.validate().into_iter().map(|(f, m)| (format!("gmm.{f}"), m)).collect(),
+            DataSpec::Templates(t) => t.validate().into_iter().map(|(f, m)| (format!("templates.{f}"), m)).collect(),
+        }
+    }
+}
 
 /// Per-sample noise streams: sample i's starting noise, and any per-step noise a stochastic
 /// sampler draws after it, come from `substream(seed, i)` alone. Every model, sampler and step

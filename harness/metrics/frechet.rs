@@ -35,12 +35,72 @@ pub fn moments(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     (mu, cov)
 }
 
+/// Cyclic Jacobi eigendecomposition of a symmetric matrix: slow (O(d³) per sweep) but
+/// unconditionally convergent. Returns (eigenvalues, eigenvectors as columns).
+fn jacobi_eigen(m: &DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let d = m.nrows();
+    let mut a = m.clone();
+    let mut v = DMatrix::<f64>::identity(d, d);
+    let scale = a.iter().map(|x| x * x).sum::<f64>().max(1e-300);
+    for _ in 0..100 {
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |j| *j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[(i, j)].powi(2))
+            .sum();
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..d {
+            for q in p + 1..d {
+                let apq = a[(p, q)];
+                if apq == 0.0 {
+                    continue;
+                }
+                // The rotation that zeroes a[p][q] (Golub & Van Loan, Alg. 8.5.2).
+                let theta = (a[(q, q)] - a[(p, p)]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..d {
+                    let (akp, akq) = (a[(k, p)], a[(k, q)]);
+                    a[(k, p)] = c * akp - s * akq;
+                    a[(k, q)] = s * akp + c * akq;
+                }
+                for k in 0..d {
+                    let (apk, aqk) = (a[(p, k)], a[(q, k)]);
+                    a[(p, k)] = c * apk - s * aqk;
+                    a[(q, k)] = s * apk + c * aqk;
+                }
+                for k in 0..d {
+                    let (vkp, vkq) = (v[(k, p)], v[(k, q)]);
+                    v[(k, p)] = c * vkp - s * vkq;
+                    v[(k, q)] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..d).map(|i| a[(i, i)]).collect(), v)
+}
+
+/// Eigendecomposition of a symmetric matrix. nalgebra 0.34's `SymmetricEigen` can return
+/// NaN eigenvectors (with correct eigenvalues) when whole rows are zero, as they are for
+/// features that never fire; then we fall back to Jacobi.
+fn sym_eigen(m: DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let e = SymmetricEigen::new(m.clone());
+    if e.eigenvalues.iter().chain(e.eigenvectors.iter()).all(|v| v.is_finite()) {
+        (e.eigenvalues.iter().cloned().collect(), e.eigenvectors)
+    } else {
+        jacobi_eigen(&m)
+    }
+}
+
 /// Symmetric square root through an eigendecomposition (negative eigenvalues from rounding
 /// are clamped to 0).
 fn sqrt_psd(m: DMatrix<f64>) -> DMatrix<f64> {
-    let e = SymmetricEigen::new(m);
-    let root = e.eigenvalues.map(|v| v.max(0.0).sqrt());
-    &e.eigenvectors * DMatrix::from_diagonal(&root) * e.eigenvectors.transpose()
+    let (values, vectors) = sym_eigen(m);
+    let root = nalgebra::DVector::from_iterator(values.len(), values.iter().map(|v| v.max(0.0).sqrt()));
+    &vectors * DMatrix::from_diagonal(&root) * vectors.transpose()
 }
 
 /// The Fréchet distance between N(mu1, s1) and N(mu2, s2); covariances are d × d row-major.
@@ -50,7 +110,9 @@ pub fn frechet_distance(mu1: &[f64], s1: &[f64], mu2: &[f64], s2: &[f64]) -> f64
     let ah = sqrt_psd(a.clone());
     let mid = &ah * &b * &ah;
     let mid = (&mid + mid.transpose()) * 0.5; // symmetric up to rounding
-    let tr_sqrt: f64 = SymmetricEigen::new(mid).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
+    let (values, _) = sym_eigen(mid);
+    // NaN must not pass through `max` (which would turn it into 0 and FD into a finite lie).
+    let tr_sqrt: f64 = values.iter().map(|v| if v.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).sum();
     let dm: f64 = mu1.iter().zip(mu2).map(|(x, y)| (x - y) * (x - y)).sum();
     dm + a.trace() + b.trace() - 2.0 * tr_sqrt
 }
@@ -109,6 +171,48 @@ mod tests {
         let (a, b) =
             (frechet_distance(&[0.0; 2], &s1, &[0.0; 2], &s2), frechet_distance(&[0.0; 2], &s2, &[0.0; 2], &s1));
         assert!((a - b).abs() < 1e-10 && a > 0.0);
+    }
+
+    /// Rectified features, most of them dead (identically zero), interleaved with live ones:
+    /// this seed's matrix makes nalgebra 0.34's `SymmetricEigen` return NaN eigenvectors.
+    fn dead_features(seed: u64) -> (Vec<f64>, Vec<bool>, usize) {
+        let mut r = Rng::new(seed);
+        let d = 8 + r.below(24);
+        let live: Vec<bool> = (0..d).map(|_| r.uniform() < 0.3).collect();
+        let x = (0..500 * d).map(|i| if live[i % d] { r.normal().max(0.0) } else { 0.0 }).collect();
+        (x, live, d)
+    }
+
+    #[test]
+    fn degenerate_covariances_give_the_right_distance() {
+        let (a, live, d) = dead_features(258);
+        let mut r = Rng::new(999);
+        let b: Vec<f64> = (0..500 * d).map(|i| if live[i % d] { r.normal().max(0.0) } else { 0.0 }).collect();
+        let (_, c) = moments(&a, d);
+        let raw = SymmetricEigen::new(DMatrix::from_row_slice(d, d, &c));
+        assert!(raw.eigenvectors.iter().any(|v| !v.is_finite()), "the upstream failure no longer reproduces");
+        let keep = |x: &[f64]| -> Vec<f64> {
+            x.chunks(d).flat_map(|row| (0..d).filter(|j| live[*j]).map(|j| row[j]).collect::<Vec<_>>()).collect()
+        };
+        let n_live = live.iter().filter(|l| **l).count();
+        let full = frechet_from_samples(&a, &b, d);
+        let small = frechet_from_samples(&keep(&a), &keep(&b), n_live);
+        assert!(full.is_finite() && (full - small).abs() < 1e-6 * small, "{full} vs {small}");
+    }
+
+    #[test]
+    fn jacobi_agrees_with_nalgebra_on_a_full_matrix() {
+        let mut r = Rng::new(4);
+        let x: Vec<f64> = (0..200 * 5).map(|_| r.normal()).collect();
+        let (_, c) = moments(&x, 5);
+        let m = DMatrix::from_row_slice(5, 5, &c);
+        let (mut j, _) = jacobi_eigen(&m);
+        let mut n: Vec<f64> = SymmetricEigen::new(m).eigenvalues.iter().cloned().collect();
+        j.sort_by(f64::total_cmp);
+        n.sort_by(f64::total_cmp);
+        for (a, b) in j.iter().zip(&n) {
+            assert!((a - b).abs() < 1e-10, "{j:?} {n:?}");
+        }
     }
 
     #[test]

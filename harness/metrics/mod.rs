@@ -2,6 +2,7 @@
 //!
 //! Batches are rows of `dim` f64 values. Statistics accumulate in f64.
 
+pub mod classifier;
 pub mod frechet;
 
 pub use frechet::{fd_infinity, fd_infinity_to, frechet_distance, frechet_from_samples, moments};
@@ -12,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The space a Fréchet distance is measured in.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Features {
     /// The raw coordinates.
@@ -20,13 +21,16 @@ pub enum Features {
     /// Fixed random ReLU features φ(x) = max(0, Wx + b), W ~ N(0, 1/d), b ~ U(−1, 1), drawn
     /// from `seed`: sees beyond second moments (a moment-matched Gaussian is detected).
     RandomRelu { dim: usize, seed: u64 },
+    /// The hidden layer of a classifier trained on true procedural images and frozen (our FID
+    /// analogue; its weight hash is recorded with every result).
+    Classifier(Box<classifier::ClassifierSpec>),
 }
 
 impl Features {
     pub fn apply(&self, x: &[f64], d: usize) -> (Vec<f64>, usize) {
-        match *self {
+        match self {
             Features::Raw => (x.to_vec(), d),
-            Features::RandomRelu { dim, seed } => {
+            &Features::RandomRelu { dim, seed } => {
                 let mut rng = Rng::new(seed);
                 let w: Vec<f64> = (0..dim * d).map(|_| rng.normal() / (d as f64).sqrt()).collect();
                 let b: Vec<f64> = (0..dim).map(|_| 2.0 * rng.uniform() - 1.0).collect();
@@ -42,6 +46,18 @@ impl Features {
                     .collect();
                 (out, dim)
             }
+            Features::Classifier(spec) => {
+                let c = classifier::trained(spec);
+                (c.features(x), c.hidden())
+            }
+        }
+    }
+
+    /// What identifies the feature space beyond its spec (the trained weights' hash).
+    pub fn fingerprint(&self) -> Option<String> {
+        match self {
+            Features::Classifier(spec) => Some(classifier::trained(spec).hash()),
+            _ => None,
         }
     }
 }

@@ -157,6 +157,19 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
     Ok(out)
 }
 
+/// Identifying facts that every case of `e` records beside its values.
+pub fn meta(e: &Experiment) -> BTreeMap<String, String> {
+    let features = match e {
+        Experiment::SamplerSweep(w) => Some(&w.features),
+        Experiment::MetricNull(m) => Some(&m.features),
+        _ => None,
+    };
+    features
+        .and_then(|f| f.fingerprint())
+        .map(|h| BTreeMap::from([("feature_weights".to_string(), h)]))
+        .unwrap_or_default()
+}
+
 /// A claim's values: per column, per row, the replicate values.
 #[derive(Clone, Debug, Default)]
 pub struct ClaimData {

@@ -187,6 +187,7 @@ pub fn run_cases(
             continue;
         };
         let specs = experiment::expand(exp, Some(claim.cases.iter().map(|c| c.replicate + 1).max().unwrap_or(1)));
+        let mut meta = None;
         for pc in claim.cases.iter().filter(|c| owned(c)) {
             let path = record::case_path(out, &pc.hash);
             if !fresh {
@@ -225,6 +226,7 @@ pub fn run_cases(
                 status,
                 reason,
                 values,
+                meta: meta.get_or_insert_with(|| experiment::meta(exp)).clone(),
                 machine: machine.clone(),
                 started_unix: started,
                 seconds: t0.elapsed().as_secs_f64(),

@@ -109,6 +109,10 @@ pub struct CaseRecord {
     #[serde(default)]
     pub reason: Option<String>,
     pub values: BTreeMap<String, f64>,
+    /// What else identifies the result (e.g. `feature_weights`: the hash of a trained feature
+    /// classifier).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
     pub machine: Machine,
     pub started_unix: f64,
     pub seconds: f64,

@@ -5,7 +5,9 @@ use crate::data::gmm::Oracle;
 use crate::data::{Gmm, NoiseBank};
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Spacing, Time};
 use crate::metrics::{self, fd_infinity, frechet_from_samples};
-use crate::suite::{ClipX0, Denoiser, MetricNullExp, SampleMetric, SamplerConvergenceExp, SamplerSweepExp};
+use crate::suite::{
+    ClipX0, Degradation, Denoiser, MetricNullExp, SampleMetric, SamplerConvergenceExp, SamplerSweepExp,
+};
 use std::collections::BTreeMap;
 
 type Values = BTreeMap<String, f64>;
@@ -50,7 +52,7 @@ pub fn sweep(e: &SamplerSweepExp, steps: usize, ctx: &CaseCtx) -> Result<Values,
     if e.denoiser != Denoiser::Oracle {
         return Err("trained denoisers need the training engine, which this build lacks".into());
     }
-    let gmm = e.gmm.build();
+    let gmm = e.data.build();
     let oracle = Oracle(&gmm);
     let guided = e.guidance != 1.0;
     // With guidance every sample has a prompt (class i mod C), and so does the reference.
@@ -83,26 +85,30 @@ pub fn sweep(e: &SamplerSweepExp, steps: usize, ctx: &CaseCtx) -> Result<Values,
     Ok(out)
 }
 
-/// True against true at N and 2N (a metric at its bias floor halves), and a blurred copy of
-/// the first set (same draws, component widths × (1 + blur)) against the second.
+/// True against true at N and 2N (a metric at its bias floor halves), and a degraded copy of
+/// the first set (same draws: wider components, or missing modes) against the second.
 pub fn metric_null(e: &MetricNullExp, ctx: &CaseCtx) -> Values {
-    let gmm = e.gmm.build();
+    let gmm = e.data.build();
     let n = e.samples;
     let (sa, sb) = (ctx.seed_for("set-a"), ctx.seed_for("set-b"));
     let f = |x: &[f64]| e.features.apply(x, gmm.dim);
     let (a2, d) = f(&gmm.sample(sa, 0, 2 * n, None).0);
     let (b2, _) = f(&gmm.sample(sb, 0, 2 * n, None).0);
-    let (blurred, _) = f(&gmm.scaled_stds(1.0 + e.blur).sample(sa, 0, n, None).0);
+    let degraded = match e.degrade {
+        Degradation::Blur(b) => gmm.scaled_stds(1.0 + b),
+        Degradation::DropModes(frac) => gmm.first_components(((1.0 - frac) * gmm.components() as f64).round() as usize),
+    };
+    let (blurred, _) = f(&degraded.sample(sa, 0, n, None).0);
     let (a, b) = (&a2[..n * d], &b2[..n * d]);
     let fd_null = frechet_from_samples(a, b, d);
     let fd_null_double = frechet_from_samples(&a2, &b2, d);
-    let fd_blur = frechet_from_samples(&blurred, b, d);
+    let fd_degraded = frechet_from_samples(&blurred, b, d);
     Values::from([
         ("fd_null".into(), fd_null),
         ("fd_null_double".into(), fd_null_double),
         ("bias_ratio".into(), fd_null / fd_null_double),
-        ("fd_blur".into(), fd_blur),
-        ("blur_excess".into(), fd_blur - fd_null),
+        ("fd_degraded".into(), fd_degraded),
+        ("degraded_excess".into(), fd_degraded - fd_null),
         ("fd_infinity_null".into(), fd_infinity(&a2, &b2, d)),
     ])
 }
@@ -121,13 +127,19 @@ mod tests {
     #[test]
     fn metric_null_is_at_its_bias_floor_and_a_wrong_reference_is_not() {
         let spec = GmmSpec { dim: 8, components: 4, classes: 4, radius: 1.0, std: 0.25, seed: 1 };
-        let e = MetricNullExp { gmm: spec.clone(), samples: 1000, blur: 0.05, features: Features::Raw, replicates: 1 };
+        let e = MetricNullExp {
+            data: crate::data::DataSpec::Gmm(spec.clone()),
+            samples: 1000,
+            degrade: crate::suite::Degradation::Blur(0.05),
+            features: Features::Raw,
+            replicates: 1,
+        };
         let v = metric_null(&e, &ctx());
         assert!((1.5..2.6).contains(&v["bias_ratio"]), "{v:?}");
         // Negative control: a reference from another mixture has a true distance, so doubling the
         // samples no longer halves the FD and the ratio falls towards 1.
         let other = GmmSpec { seed: 2, ..spec }.build();
-        let a = |n| e.gmm.build().sample(7, 0, n, None).0;
+        let a = |n| e.data.build().sample(7, 0, n, None).0;
         let b = |n| other.sample(8, 0, n, None).0;
         let ratio = frechet_from_samples(&a(1000), &b(1000), 8) / frechet_from_samples(&a(2000), &b(2000), 8);
         assert!(ratio < 1.3, "{ratio}");

@@ -4,7 +4,7 @@
 //! JSON Schema that `diffscale schema` prints is generated from these types.
 
 use crate::compute::{Category, Convention, ModelConfig};
-use crate::data::GmmSpec;
+use crate::data::DataSpec;
 use crate::diffusion::{FinalPoint, Sampler, Schedule, Spacing};
 use crate::metrics::Features;
 use schemars::JsonSchema;
@@ -395,7 +395,7 @@ pub enum SampleMetric {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerSweepExp {
-    pub gmm: GmmSpec,
+    pub data: DataSpec,
     pub denoiser: Denoiser,
     pub schedule: Schedule,
     /// One grid for every sampler (methods.md §2.8: the ordering depends on it).
@@ -420,13 +420,24 @@ pub struct SamplerSweepExp {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricNullExp {
-    pub gmm: GmmSpec,
+    pub data: DataSpec,
     /// Samples per set.
     pub samples: usize,
-    /// Relative increase of every component's width in the blurred set (0.05 for 5%).
-    pub blur: f64,
+    /// What the degraded set gets wrong.
+    pub degrade: Degradation,
     pub features: Features,
     pub replicates: u32,
+}
+
+/// A known defect of a "generated" set, made from the same draws as the true set it is paired
+/// with.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Degradation {
+    /// Every component's width × (1 + this), e.g. 0.05 for a 5% blur.
+    Blur(f64),
+    /// This fraction of the modes is missing (the rest reweighted).
+    DropModes(f64),
 }
 
 /// A fit over the claim's rows; its outputs are `fit.exponent`, `fit.prefactor`, `fit.r2`.
@@ -464,6 +475,9 @@ pub enum Check {
     Crossover(CrossoverCheck),
     /// The power-law exponent of `y` against `x` (log-log least squares) lies in [min, max].
     Exponent(ExponentCheck),
+    /// mean(num) / mean(den) over each row's replicates lies in [min, max] (a paired bootstrap
+    /// over replicates; better than averaging per-replicate ratios, which Jensen biases).
+    Ratio(RatioCheck),
     /// In every row the columns are strictly ordered (`decreasing`: first largest), each
     /// adjacent pair's relative gap having a paired-bootstrap interval above zero.
     Ordered(OrderedCheck),
@@ -591,6 +605,19 @@ pub struct OrderedCheck {
     pub x: Option<String>,
     pub columns: Vec<String>,
     pub direction: Direction,
+    #[serde(default)]
+    pub rows: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RatioCheck {
+    pub num: String,
+    pub den: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
     #[serde(default)]
     pub rows: Option<Vec<String>>,
 }

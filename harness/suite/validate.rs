@@ -244,7 +244,7 @@ pub fn experiment(e: &Experiment) -> Problems {
                     "trained denoisers need the training engine, which this build lacks".into(),
                 ));
             }
-            gmm(&w.gmm, &mut p);
+            data(&w.data, &mut p);
             schedule(&w.schedule, &mut p);
             samplers(&w.samplers, &mut p);
             steps(&w.steps, &mut p);
@@ -265,12 +265,16 @@ pub fn experiment(e: &Experiment) -> Problems {
             }
         }
         Experiment::MetricNull(m) => {
-            gmm(&m.gmm, &mut p);
+            data(&m.data, &mut p);
             features(&m.features, &mut p);
             sample_count(m.samples, "samples", &mut p);
             replicates(m.replicates, &mut p);
-            if !(m.blur > 0.0 && m.blur < 10.0) {
-                p.push((vec![k("blur")], "blur must be in (0, 10)".into()));
+            let ok = match m.degrade {
+                crate::suite::Degradation::Blur(b) => b > 0.0 && b < 10.0,
+                crate::suite::Degradation::DropModes(f) => f > 0.0 && f < 1.0,
+            };
+            if !ok {
+                p.push((vec![k("degrade")], "blur must be in (0, 10); drop_modes in (0, 1)".into()));
             }
         }
     }
@@ -319,17 +323,35 @@ fn steps(v: &[usize], p: &mut Problems) {
     }
 }
 
-fn gmm(g: &crate::data::GmmSpec, p: &mut Problems) {
-    for (f, m) in g.validate() {
-        p.push((vec![k("gmm"), k(&f)], format!("{f} {m}")));
+fn data(d: &crate::data::DataSpec, p: &mut Problems) {
+    for (f, m) in d.validate() {
+        let (kind, field) = f.split_once('.').unwrap_or(("", &f));
+        p.push((vec![k("data"), k(kind), k(field)], format!("{field} {m}")));
     }
 }
 
 fn features(f: &crate::metrics::Features, p: &mut Problems) {
-    if let crate::metrics::Features::RandomRelu { dim, .. } = f {
-        if !(1..=4096).contains(dim) {
+    match f {
+        crate::metrics::Features::RandomRelu { dim, .. } if !(1..=4096).contains(dim) => {
             p.push((vec![k("features")], "feature dim must be between 1 and 4096".into()));
         }
+        crate::metrics::Features::Classifier(c) => {
+            let at = |f: &str| vec![k("features"), k("classifier"), k(f)];
+            for (f, m) in c.templates.validate() {
+                p.push((at("templates"), format!("{f} {m}")));
+            }
+            if !(1..=1024).contains(&c.hidden) {
+                p.push((at("hidden"), "hidden must be between 1 and 1024".into()));
+            }
+            if !(1..=1_000_000).contains(&c.steps) || !(1..=4096).contains(&c.batch) {
+                p.push((at("steps"), "steps must be in 1..=1,000,000 and batch in 1..=4096".into()));
+            }
+            let rates_ok = c.learning_rate > 0.0 && c.learning_rate < 1.0 && (0.0..1.0).contains(&c.augment_noise);
+            if !rates_ok {
+                p.push((at("learning_rate"), "learning_rate must be in (0, 1) and augment_noise in [0, 1)".into()));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -389,7 +411,8 @@ pub fn columns(e: &Experiment) -> Columns {
             c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
         }
         Experiment::MetricNull(_) => {
-            let cols = ["fd_null", "fd_null_double", "bias_ratio", "fd_blur", "blur_excess", "fd_infinity_null"];
+            let cols =
+                ["fd_null", "fd_null_double", "bias_ratio", "fd_degraded", "degraded_excess", "fd_infinity_null"];
             c.measured = cols.map(String::from).into();
             c.rows = vec!["null".into()];
         }
@@ -476,6 +499,11 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
         Check::Crossover(m) => {
             CheckRefs { band: Some((m.min, m.max)), ..plain("crossover", vec![("x", &m.x), ("a", &m.a), ("b", &m.b)]) }
         }
+        Check::Ratio(m) => CheckRefs {
+            band: Some((m.min, m.max)),
+            rows: m.rows.as_ref(),
+            ..plain("ratio", vec![("num", &m.num), ("den", &m.den)])
+        },
         Check::Exponent(m) => {
             CheckRefs { band: Some((m.min, m.max)), ..plain("exponent", vec![("x", &m.x), ("y", &m.y)]) }
         }
