@@ -63,6 +63,26 @@ pub fn band_verdict(e: &Estimate, lo: Option<f64>, hi: Option<f64>) -> Verdict {
     }
 }
 
+/// Is `e` above zero? PASS when its whole interval is, FAIL when none of it is.
+fn positive_verdict(e: &Estimate) -> Verdict {
+    if e.lo_or_value() > 0.0 {
+        Verdict::Pass
+    } else if e.hi_or_value() <= 0.0 {
+        Verdict::Fail
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// One estimate against a band; an undefined estimate FAILS with the reason `undefined`.
+fn single(check: String, est: Option<Estimate>, lo: Option<f64>, hi: Option<f64>, undefined: String) -> CheckOutcome {
+    let (verdict, note) = match &est {
+        Some(e) => (band_verdict(e, lo, hi), None),
+        None => (Verdict::Fail, Some(undefined)),
+    };
+    CheckOutcome { check, verdict, measured: est, expected: band_text(lo, hi), rows: vec![], note }
+}
+
 pub fn band_text(lo: Option<f64>, hi: Option<f64>) -> String {
     match (lo, hi) {
         (Some(a), Some(b)) => format!("in [{}, {}]", fit::fmt_num(a), fit::fmt_num(b)),
@@ -309,13 +329,7 @@ fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, Stri
                 Some(sign * (fit::mean(&c[0][1]) - fit::mean(&c[0][0])))
             })
             .expect("defined");
-        let verdict = if est.lo_or_value() > 0.0 {
-            Verdict::Pass
-        } else if est.hi_or_value() <= 0.0 {
-            Verdict::Fail
-        } else {
-            Verdict::Inconclusive
-        };
+        let verdict = positive_verdict(&est);
         rows.push(RowOutcome {
             row: format!("{} → {}", ctx.data.rows[w[0]], ctx.data.rows[w[1]]),
             measured: est,
@@ -359,18 +373,8 @@ fn correlation(ctx: &Ctx, c: &CorrelationCheck, i: usize) -> Result<CheckOutcome
         f(&fit::row_means(&c[0]), &fit::row_means(&c[1]))
     });
     let name = if c.method == RankMethod::Spearman { "ρ" } else { "τ" };
-    let (verdict, note) = match &est {
-        Some(e) => (band_verdict(e, c.min, c.max), None),
-        None => (Verdict::Fail, Some("correlation undefined (a constant column or too few rows)".into())),
-    };
-    Ok(CheckOutcome {
-        check: format!("{name}({}, {}) {}", c.x, c.y, band_text(c.min, c.max)),
-        verdict,
-        measured: est,
-        expected: band_text(c.min, c.max),
-        rows: vec![],
-        note,
-    })
+    let check = format!("{name}({}, {}) {}", c.x, c.y, band_text(c.min, c.max));
+    Ok(single(check, est, c.min, c.max, "correlation undefined (a constant column or too few rows)".into()))
 }
 
 fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcome, String> {
@@ -383,9 +387,7 @@ fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcom
         Some(f(&b, &y)?.abs() - f(&t, &y)?.abs())
     });
     let (verdict, note) = match &est {
-        Some(e) if e.lo_or_value() > 0.0 => (Verdict::Pass, None),
-        Some(e) if e.hi_or_value() <= 0.0 => (Verdict::Fail, None),
-        Some(_) => (Verdict::Inconclusive, None),
+        Some(e) => (positive_verdict(e), None),
         None => (Verdict::Fail, Some("rank correlation undefined".into())),
     };
     let name = if c.method == RankMethod::Spearman { "ρ" } else { "τ" };
@@ -411,18 +413,9 @@ fn crossover(ctx: &Ctx, c: &CrossoverCheck, i: usize) -> Result<CheckOutcome, St
         let d: Vec<f64> = a.iter().zip(&b).map(|(p, q)| if positive { p.ln() - q.ln() } else { p - q }).collect();
         fit::crossover(&fit::row_means(&c[0]), &d)
     });
-    let (verdict, note) = match &est {
-        Some(e) => (band_verdict(e, c.min, c.max), None),
-        None => (Verdict::Fail, Some(format!("{} − {} never changes sign over the measured {}", c.a, c.b, c.x))),
-    };
-    Ok(CheckOutcome {
-        check: format!("{} − {} changes sign at {} {}", c.a, c.b, c.x, band_text(c.min, c.max)),
-        verdict,
-        measured: est,
-        expected: band_text(c.min, c.max),
-        rows: vec![],
-        note,
-    })
+    let check = format!("{} − {} changes sign at {} {}", c.a, c.b, c.x, band_text(c.min, c.max));
+    let why = format!("{} − {} never changes sign over the measured {}", c.a, c.b, c.x);
+    Ok(single(check, est, c.min, c.max, why))
 }
 
 fn exponent(ctx: &Ctx, c: &ExponentCheck, i: usize) -> Result<CheckOutcome, String> {
@@ -432,18 +425,8 @@ fn exponent(ctx: &Ctx, c: &ExponentCheck, i: usize) -> Result<CheckOutcome, Stri
     let est = fit::bootstrap(&[&x, &y], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
         fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| p.exponent)
     });
-    let (verdict, note) = match &est {
-        Some(e) => (band_verdict(e, c.min, c.max), None),
-        None => (Verdict::Fail, Some("no power law fits (needs positive values at two distinct x)".into())),
-    };
-    Ok(CheckOutcome {
-        check: format!("exponent of {} against {} {}", c.y, c.x, band_text(c.min, c.max)),
-        verdict,
-        measured: est,
-        expected: band_text(c.min, c.max),
-        rows: vec![],
-        note,
-    })
+    let check = format!("exponent of {} against {} {}", c.y, c.x, band_text(c.min, c.max));
+    Ok(single(check, est, c.min, c.max, "no power law fits (needs positive values at two distinct x)".into()))
 }
 
 fn ratio(ctx: &Ctx, c: &RatioCheck, i: usize) -> Result<CheckOutcome, String> {
@@ -494,13 +477,7 @@ fn ordered(ctx: &Ctx, o: &OrderedCheck, i: usize) -> Result<CheckOutcome, String
                 Some(sign * (a - b) / b.abs().max(1e-300))
             })
             .expect("defined");
-            let verdict = if est.lo_or_value() > 0.0 {
-                Verdict::Pass
-            } else if est.hi_or_value() <= 0.0 {
-                Verdict::Fail
-            } else {
-                Verdict::Inconclusive
-            };
+            let verdict = positive_verdict(&est);
             if worst.is_none_or(|w| est.lo_or_value() < w.lo_or_value()) {
                 worst = Some(est);
             }

@@ -45,11 +45,7 @@ pub struct Gmm {
 impl GmmSpec {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
-        let mut req = |ok: bool, f: &str, m: &str| {
-            if !ok {
-                e.push((f.to_string(), m.to_string()))
-            }
-        };
+        let mut req = |ok: bool, f: &str, m: &str| crate::compute::require(&mut e, ok, f, m);
         req((1..=4096).contains(&self.dim), "dim", "must be between 1 and 4096");
         req((1..=100_000).contains(&self.components), "components", "must be between 1 and 100,000");
         req(

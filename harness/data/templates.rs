@@ -35,11 +35,7 @@ pub struct TemplateSpec {
 impl TemplateSpec {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
-        let mut req = |ok: bool, f: &str, m: &str| {
-            if !ok {
-                e.push((f.to_string(), m.to_string()))
-            }
-        };
+        let mut req = |ok: bool, f: &str, m: &str| crate::compute::require(&mut e, ok, f, m);
         req((8..=32).contains(&self.size), "size", "must be between 8 and 32 pixels");
         req(!self.shapes.is_empty(), "shapes", "needs at least one shape");
         req(!self.colours.is_empty(), "colours", "needs at least one colour");

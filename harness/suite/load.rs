@@ -39,15 +39,7 @@ pub struct Suite {
 pub(crate) fn typed<T: DeserializeOwned>(files: &Files, node: &Node) -> Result<T, SuiteError> {
     let json = node.to_json();
     serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
-        let steps: Vec<Step> = e
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
-                _ => None,
-            })
-            .collect();
+        let steps = super::yaml::steps_of(e.path());
         let (inner, msg) = super::yaml::split_inner_path(&e.inner().to_string());
         let steps: Vec<Step> = steps.into_iter().chain(inner).collect();
         // An unknown field's position is its key; any other error points at the value.

@@ -333,27 +333,29 @@ const PATH_MARK: char = '\u{1}';
 /// content and lose the path; this carries it out in the message for [`split_inner_path`].
 pub fn variant<T: serde::de::DeserializeOwned, E: de::Error>(v: Value) -> Result<T, E> {
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-        let steps: Vec<Value> = e
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(Value::from(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Value::from(key.clone())),
-                _ => None,
-            })
-            .collect();
-        let inner = e.inner().to_string();
-        // A nested tagged enum has already marked its own path: prepend ours to it.
-        let (more, msg) = split_inner_path(&inner);
-        let all: Vec<Value> = steps
+        // A nested tagged enum has already marked its own path: ours goes in front of it.
+        let (inner, msg) = split_inner_path(&e.inner().to_string());
+        let all: Vec<Value> = steps_of(e.path())
             .into_iter()
-            .chain(more.into_iter().map(|s| match s {
+            .chain(inner)
+            .map(|s| match s {
                 Step::Key(k) => Value::from(k),
                 Step::Index(i) => Value::from(i),
-            }))
+            })
             .collect();
         E::custom(format!("{PATH_MARK}{}{PATH_MARK}{msg}", Value::Array(all)))
     })
+}
+
+/// The keys and indices of a serde path.
+pub fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
+    path.iter()
+        .filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Read the tag of an internally tagged enum and hand the rest to `pick`.
