@@ -68,7 +68,8 @@ pub enum Command {
         /// the shards with `diffscale merge`.
         #[arg(long, value_parser = Shard::parse)]
         shard: Option<Shard>,
-        /// Where to run: cpu, or cuda:N (needs a binary built with the `cuda` feature).
+        /// Where to run: cpu. (cuda:N is accepted by the syntax for the GPU profile, which needs
+        /// the training engine and a CUDA build; this build refuses it.)
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.

@@ -100,3 +100,26 @@ impl<'a> Evaluator<'a> {
         (x0, eps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameterisation_round_trips() {
+        // x_t = α x0 + σ ε; each prediction type's target, converted back, gives (x0, ε).
+        let (x0, eps) = (vec![0.3, -1.2, 2.0], vec![-0.7, 0.1, 1.5]);
+        for (a2, t) in [(0.9, 10.0), (0.5, 500.0), (0.02, 990.0)] {
+            let at = Time { t, alpha: f64::sqrt(a2), sigma: f64::sqrt(1.0 - a2) };
+            let xt: Vec<f64> = x0.iter().zip(&eps).map(|(x, e)| at.alpha * x + at.sigma * e).collect();
+            for pred in [PredictionType::Epsilon, PredictionType::Sample, PredictionType::V] {
+                let (x0h, epsh) = x0_eps(pred, &target(pred, &x0, &eps, at), &xt, at);
+                for i in 0..3 {
+                    assert!((x0h[i] - x0[i]).abs() < 1e-12 && (epsh[i] - eps[i]).abs() < 1e-12, "{pred:?} at ᾱ = {a2}");
+                }
+            }
+            // λ = log(α/σ) = ½ log SNR.
+            assert!((at.lambda() - 0.5 * (a2 / (1.0 - a2)).ln()).abs() < 1e-12);
+        }
+    }
+}
