@@ -415,3 +415,14 @@ fn fd_command_reads_fid_statistics_and_samples() {
     let out = diffscale().args(["fd", "--ref", "nope.npz", "--gen"]).arg(&c).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn negative_control_misplaced_crossover_fails() {
+    let (code, v) = run_edited("calibration.yaml", "calibration/crossover-recovery", |t| {
+        t.replace(
+            "crossover: {x: x, a: large, b: small, min: 35, max: 43}",
+            "crossover: {x: x, a: large, b: small, min: 80, max: 100}",
+        )
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}
