@@ -10,6 +10,8 @@ pub mod data;
 pub mod diffusion;
 pub mod fit;
 pub mod metrics;
+pub mod models;
 pub mod report;
 pub mod run;
 pub mod suite;
+pub mod train;

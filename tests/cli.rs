@@ -426,3 +426,12 @@ fn negative_control_misplaced_crossover_fails() {
     });
     assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
 }
+
+#[test]
+fn negative_control_tiny_training_fails_the_size_claim() {
+    let claim = "mei2024/reduced-fixed-steps-bigger-better";
+    let (code, v) = run_edited("mei2024.yaml", claim, |t| {
+        t.replace("smoke: {training: {steps: 300}", "smoke: {training: {steps: 3}")
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}

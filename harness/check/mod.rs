@@ -323,18 +323,21 @@ fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, Stri
     let mut rows = vec![];
     for (k, w) in idx.windows(2).enumerate() {
         let pair: Rows = vec![y[k].clone(), y[k + 1].clone()];
-        // The step's change in the claimed direction must be positive.
-        let est =
-            fit::bootstrap(&[&pair], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}/step{k}")), |c| {
-                Some(sign * (fit::mean(&c[0][1]) - fit::mean(&c[0][0])))
-            })
-            .expect("defined");
-        let verdict = positive_verdict(&est);
+        // The step's relative change in the claimed direction must exceed the floor.
+        let floor = m.min_relative_change;
+        let seed = ctx.seed(&format!("check{i}/step{k}"));
+        let est = fit::bootstrap(&[&pair], ctx.boot.resamples, ctx.boot.level, seed, |c| {
+            let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[0][1]));
+            Some(sign * (b - a) / a.abs().max(1e-300))
+        })
+        .expect("defined");
+        let shifted =
+            Estimate { value: est.value - floor, lo: est.lo.map(|v| v - floor), hi: est.hi.map(|v| v - floor) };
         rows.push(RowOutcome {
             row: format!("{} → {}", ctx.data.rows[w[0]], ctx.data.rows[w[1]]),
             measured: est,
-            expected: "> 0 (change in the claimed direction)".into(),
-            verdict,
+            expected: format!("relative change > {}", fit::fmt_num(floor)),
+            verdict: positive_verdict(&shifted),
             note: None,
         });
     }
@@ -348,7 +351,11 @@ fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, Stri
     let tau = fit::kendall(&order, &means).map(Estimate::exact);
     let dir = if sign < 0.0 { "decreasing" } else { "increasing" };
     Ok(CheckOutcome {
-        check: format!("{} {dir} in {} at every step", m.y, m.x),
+        check: if m.min_relative_change > 0.0 {
+            format!("{} {dir} in {} by > {}% at every step", m.y, m.x, fit::fmt_num(100.0 * m.min_relative_change))
+        } else {
+            format!("{} {dir} in {} at every step", m.y, m.x)
+        },
         verdict,
         measured: tau,
         expected: format!("Kendall τ = {}1", if sign < 0.0 { "−" } else { "+" }),

@@ -133,6 +133,7 @@ fn monotone_passes_and_shuffled_sizes_fail() {
         x: "size".into(),
         y: "fid".into(),
         direction: Direction::Decreasing,
+        min_relative_change: 0.0,
         rows: None,
     });
     let d = data(&rows, &[("size", size.clone()), ("fid", exact(&[25.3, 24.3, 24.1, 23.7]))], &[]);

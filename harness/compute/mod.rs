@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod dit;
 pub mod microdit;
+pub mod mlp;
 pub mod pixart;
 pub mod unet;
 
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 
 pub use dit::DitConfig;
 pub use microdit::MicroDitConfig;
+pub use mlp::MlpConfig;
 pub use pixart::PixArtConfig;
 pub use unet::UnetConfig;
 
@@ -171,16 +173,19 @@ pub enum ModelConfig {
     Pixart(PixArtConfig),
     /// MicroDiT (Sehwag et al. 2024): patch-mixer, masking, expert-choice MoE, layer-wise scaling.
     Microdit(MicroDitConfig),
+    /// The MLP denoiser family for vector data (trained by the harness).
+    Mlp(MlpConfig),
 }
 
 impl<'de> Deserialize<'de> for ModelConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use crate::suite::yaml::{tagged, variant};
-        tagged(d, "family", &["dit", "unet", "pixart", "microdit"], |name, v| match name {
+        tagged(d, "family", &["dit", "unet", "pixart", "microdit", "mlp"], |name, v| match name {
             "dit" => variant(v).map(ModelConfig::Dit),
             "unet" => variant(v).map(ModelConfig::Unet),
             "pixart" => variant(v).map(ModelConfig::Pixart),
             "microdit" => variant(v).map(ModelConfig::Microdit),
+            "mlp" => variant(v).map(ModelConfig::Mlp),
             other => unreachable!("`tagged` admits only the listed families, not {other}"),
         })
     }
@@ -193,6 +198,7 @@ impl ModelConfig {
             ModelConfig::Unet(c) => c.count(),
             ModelConfig::Pixart(c) => c.count(),
             ModelConfig::Microdit(c) => c.count(),
+            ModelConfig::Mlp(c) => c.count(),
         }
     }
 
@@ -203,6 +209,7 @@ impl ModelConfig {
             ModelConfig::Unet(c) => c.validate(),
             ModelConfig::Pixart(c) => c.validate(),
             ModelConfig::Microdit(c) => c.validate(),
+            ModelConfig::Mlp(c) => c.validate(),
         }
     }
 }

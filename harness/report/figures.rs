@@ -133,6 +133,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
         .filter_map(|c| match c {
             Check::Ordered(o) => o.x.as_ref().map(|x| (x, o.columns.iter().collect())),
             Check::Exponent(e) => Some((&e.x, vec![&e.y])),
+            Check::Monotone(m) if !m.x.starts_with("printed.") => Some((&m.x, vec![&m.y])),
             _ => None,
         })
         .collect();

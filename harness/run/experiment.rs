@@ -24,6 +24,8 @@ pub struct CaseCtx<'a> {
     pub replicate: u32,
     /// derive_seed(suite, claim, row, replicate).
     pub seed: u64,
+    /// Where a long case keeps its checkpoint (resumed if present).
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 impl CaseCtx<'_> {
@@ -76,6 +78,10 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
             replicated(&w.steps, |n| format!("steps={n}"), seeds.unwrap_or(w.replicates).max(1))
         }
         Experiment::MetricNull(m) => replicated(&["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
+        Experiment::TrainSweep(t) => {
+            let labels: Vec<&str> = t.models.iter().map(|m| m.label.as_str()).collect();
+            replicated(&labels, |s| s.to_string(), seeds.unwrap_or(t.replicates).max(1))
+        }
     }
 }
 
@@ -150,6 +156,7 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
         Experiment::SamplerConvergence(c) => out = sampling::convergence(c, steps()?),
         Experiment::SamplerSweep(w) => out = sampling::sweep(w, steps()?, ctx)?,
         Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
+        Experiment::TrainSweep(t) => out = sampling::train_case(t, &case.row, ctx)?,
     }
     if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {
         return Err(format!("`{k}` is not finite ({v})"));
@@ -231,7 +238,8 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
         | Experiment::SyntheticPowerLaw(_)
         | Experiment::SamplerConvergence(_)
         | Experiment::SamplerSweep(_)
-        | Experiment::MetricNull(_) => {}
+        | Experiment::MetricNull(_)
+        | Experiment::TrainSweep(_) => {}
     }
     d
 }

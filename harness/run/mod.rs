@@ -203,8 +203,13 @@ pub fn run_cases(
                 .expect("planned from the same expansion");
             let started = record::now_unix();
             let t0 = std::time::Instant::now();
-            let ctx =
-                experiment::CaseCtx { suite: &claim.suite, claim: &claim.id, replicate: pc.replicate, seed: pc.seed };
+            let ctx = experiment::CaseCtx {
+                suite: &claim.suite,
+                claim: &claim.id,
+                replicate: pc.replicate,
+                seed: pc.seed,
+                checkpoint: Some(out.join("checkpoints").join(format!("{}.safetensors", pc.hash))),
+            };
             let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
                 .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
             let (status, reason, values) = match result {

@@ -140,12 +140,14 @@ pub enum Experiment {
     SamplerSweep(SamplerSweepExp),
     /// A metric's null (true against true) and its power against a small blur.
     MetricNull(MetricNullExp),
+    /// Train a family of models (seeded, per size) and score each against the exact denoiser.
+    TrainSweep(TrainSweepExp),
 }
 
 impl<'de> Deserialize<'de> for Experiment {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use super::yaml::{tagged, variant};
-        const KINDS: [&str; 7] = [
+        const KINDS: [&str; 8] = [
             "table",
             "power_laws",
             "training_budget",
@@ -153,6 +155,7 @@ impl<'de> Deserialize<'de> for Experiment {
             "sampler_convergence",
             "sampler_sweep",
             "metric_null",
+            "train_sweep",
         ];
         tagged(d, "kind", &KINDS, |name, v| match name {
             "table" => variant(v).map(Experiment::Table),
@@ -162,6 +165,7 @@ impl<'de> Deserialize<'de> for Experiment {
             "sampler_convergence" => variant(v).map(Experiment::SamplerConvergence),
             "sampler_sweep" => variant(v).map(Experiment::SamplerSweep),
             "metric_null" => variant(v).map(Experiment::MetricNull),
+            "train_sweep" => variant(v).map(Experiment::TrainSweep),
             other => unreachable!("`tagged` admits only the listed kinds, not {other}"),
         })
     }
@@ -177,12 +181,19 @@ impl Experiment {
             Experiment::SamplerConvergence(_) => "sampler_convergence",
             Experiment::SamplerSweep(_) => "sampler_sweep",
             Experiment::MetricNull(_) => "metric_null",
+            Experiment::TrainSweep(_) => "train_sweep",
         }
     }
 
     /// Analytic experiments are exact: one replicate, no seeds.
     pub fn is_analytic(&self) -> bool {
-        !matches!(self, Experiment::SyntheticPowerLaw(_) | Experiment::SamplerSweep(_) | Experiment::MetricNull(_))
+        !matches!(
+            self,
+            Experiment::SyntheticPowerLaw(_)
+                | Experiment::SamplerSweep(_)
+                | Experiment::MetricNull(_)
+                | Experiment::TrainSweep(_)
+        )
     }
 }
 
@@ -429,6 +440,27 @@ pub struct MetricNullExp {
     pub replicates: u32,
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSweepExp {
+    /// Vector data (a Gaussian mixture).
+    pub data: DataSpec,
+    /// The family: one row per model.
+    pub models: Vec<SizedModel>,
+    pub training: crate::train::TrainSpec,
+    /// Held-out (x0, t, ε) triples for the excess denoising error, shared by every row.
+    pub eval_samples: usize,
+    /// Training seeds per model.
+    pub replicates: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SizedModel {
+    pub label: String,
+    pub mlp: crate::compute::MlpConfig,
+}
+
 /// A known defect of a "generated" set, made from the same draws as the true set it is paired
 /// with.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -539,6 +571,11 @@ pub struct MonotoneCheck {
     pub x: String,
     pub y: String,
     pub direction: Direction,
+    /// Practical significance: every step's relative change in the claimed direction must
+    /// exceed this (methods.md §1.4 uses 5%: "A better than B" needs both a confident and a
+    /// material difference). 0 asks only for the direction.
+    #[serde(default)]
+    pub min_relative_change: f64,
     #[serde(default)]
     pub rows: Option<Vec<String>>,
 }

@@ -264,6 +264,36 @@ pub fn experiment(e: &Experiment) -> Problems {
                 p.push((vec![k("samples")], "FD∞ needs at least 8 samples".into()));
             }
         }
+        Experiment::TrainSweep(t) => {
+            data(&t.data, &mut p);
+            let dim = match &t.data {
+                crate::data::DataSpec::Gmm(g) => Some(g.dim as u64),
+                crate::data::DataSpec::Templates(_) => {
+                    p.push((vec![k("data")], "the MLP family trains on vector data: use `gmm`".into()));
+                    None
+                }
+            };
+            if t.models.is_empty() {
+                p.push((vec![k("models")], "no models".into()));
+            }
+            unique_labels(
+                t.models.iter().map(|m| m.label.as_str()),
+                |i| vec![k("models"), Step::Index(i), k("label")],
+                &mut p,
+            );
+            for (i, m) in t.models.iter().enumerate() {
+                let at = vec![k("models"), Step::Index(i), k("mlp")];
+                model(&crate::compute::ModelConfig::Mlp(m.mlp.clone()), at.clone(), &mut p);
+                if dim.is_some_and(|d| d != m.mlp.data_dim) {
+                    p.push((at, format!("data_dim must equal the data's dim ({})", dim.unwrap_or(0))));
+                }
+            }
+            for (f, msg) in t.training.validate() {
+                p.push((vec![k("training"), k(&f)], format!("{f}: {msg}")));
+            }
+            sample_count(t.eval_samples, "eval_samples", &mut p);
+            replicates(t.replicates, &mut p);
+        }
         Experiment::MetricNull(m) => {
             data(&m.data, &mut p);
             features(&m.features, &mut p);
@@ -409,6 +439,10 @@ pub fn columns(e: &Experiment) -> Columns {
             let names = e.samplers.keys().flat_map(|n| [n.clone(), format!("nfe_{n}")]);
             c.measured = names.chain(["steps".to_string()]).collect();
             c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
+        }
+        Experiment::TrainSweep(t) => {
+            c.measured = ["params", "train_flops", "steps", "final_loss", "excess_error"].map(String::from).into();
+            c.rows = t.models.iter().map(|m| m.label.clone()).collect();
         }
         Experiment::MetricNull(_) => {
             let cols =

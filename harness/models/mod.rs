@@ -1,0 +1,117 @@
+//! Trainable models on candle, built from the same configs `harness/compute` counts.
+//!
+//! candle 0.11 traps (../shared/reference/candle.md) shape this module: its initialisers are
+//! unseeded, so every parameter is drawn from our own seeded RNG; its fused layer-norm,
+//! rms-norm and last-dim softmax silently drop gradients, so layers are composed from
+//! primitives whose backward is checked against finite differences in the tests.
+
+pub mod mlp;
+
+use crate::run::seed::Rng;
+use candle_core::{DType, Device, Tensor, Var};
+use std::cell::Cell;
+
+pub use mlp::Mlp;
+
+pub type Result<T> = candle_core::Result<T>;
+
+/// Named parameters in creation order (a stable order: checkpoints and optimisers rely on it).
+#[derive(Clone)]
+pub struct Params {
+    pub vars: Vec<(String, Var)>,
+    device: Device,
+    dtype: DType,
+}
+
+pub enum Init {
+    /// Glorot-uniform on a [fan_in, fan_out] matrix.
+    Xavier,
+    Normal(f64),
+    Zeros,
+}
+
+impl Params {
+    pub fn new(device: &Device, dtype: DType) -> Self {
+        Params { vars: vec![], device: device.clone(), dtype }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, rng: &mut Rng) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match init {
+            Init::Xavier => {
+                let (fi, fo) = (shape[0], *shape.last().unwrap_or(&1));
+                let a = (6.0 / (fi + fo) as f64).sqrt();
+                (0..n).map(|_| (a * (2.0 * rng.uniform() - 1.0)) as f32).collect()
+            }
+            Init::Normal(s) => (0..n).map(|_| (s * rng.normal()) as f32).collect(),
+            Init::Zeros => vec![0.0; n],
+        };
+        let v = Var::from_tensor(&Tensor::from_vec(data, shape, &self.device)?.to_dtype(self.dtype)?)?;
+        self.vars.push((name.to_string(), v.clone()));
+        Ok(v)
+    }
+
+    pub fn count(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// Counts multiply-accumulates as a forward pass runs, to check the analytic counts.
+#[derive(Default)]
+pub struct MacCounter(Cell<f64>);
+
+impl MacCounter {
+    pub fn add(&self, n: f64) {
+        self.0.set(self.0.get() + n)
+    }
+    pub fn take(&self) -> f64 {
+        self.0.replace(0.0)
+    }
+}
+
+/// x·W + b for x [rows, in], W [in, out], counting rows·in·out MACs.
+pub fn linear(x: &Tensor, w: &Var, b: &Var, macs: &MacCounter) -> Result<Tensor> {
+    let (rows, fan_in) = x.dims2()?;
+    macs.add((rows * fan_in * w.dim(1)?) as f64);
+    x.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
+}
+
+/// Sinusoidal features of timesteps: [cos(t·f_k), sin(t·f_k)], f_k = 10000^(−k/(n/2)).
+pub fn timestep_features(t: &[f64], n: usize, device: &Device) -> Result<Tensor> {
+    let half = n / 2;
+    let mut v = Vec::with_capacity(t.len() * n);
+    for &ti in t {
+        let f = |k: usize| (-(10000f64).ln() * k as f64 / half as f64).exp();
+        v.extend((0..half).map(|k| (ti * f(k)).cos() as f32));
+        v.extend((0..half).map(|k| (ti * f(k)).sin() as f32));
+    }
+    Tensor::from_vec(v, (t.len(), n), device)
+}
+
+/// Rows of f64 as an f32 tensor [rows, dim].
+pub fn rows_tensor(x: &[f64], dim: usize, device: &Device) -> Result<Tensor> {
+    Tensor::from_vec(x.iter().map(|v| *v as f32).collect::<Vec<f32>>(), (x.len() / dim, dim), device)
+}
+
+pub fn tensor_rows(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+}
+
+/// The device named on the command line.
+pub fn device(name: &str) -> std::result::Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(i) => Device::new_cuda(i).map_err(|e| format!("cannot open {other}: {e}")),
+            None => Err(format!("--device takes cpu or cuda:N, not `{other}`")),
+        },
+    }
+}

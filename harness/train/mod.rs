@@ -1,0 +1,320 @@
+//! Training: AdamW, learning-rate and EMA schedules tied to each run's own length, gradient
+//! clipping, label dropout, FLOP budgets, checkpoints that a killed run resumes from.
+//!
+//! Every random draw of step s (data, timesteps, noise, dropout) comes from
+//! `substream(seed, s)`, so a resumed run needs no RNG state beyond the step: resuming at step
+//! s replays exactly the draws the uninterrupted run would have made.
+
+use crate::data::Gmm;
+use crate::diffusion::{target, x0_eps, PredictionType, Schedule, Time};
+use crate::models::{rows_tensor, tensor_rows, Mlp};
+use crate::run::seed::{substream, Rng};
+use candle_core::{Tensor, Var};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How a model is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Stop after this many steps …
+    #[serde(default)]
+    pub steps: Option<u64>,
+    /// … or when the training compute (3 × forward FLOPs × batch × steps, FLOPs = 2 × MACs)
+    /// reaches this budget.
+    #[serde(default)]
+    pub flop_budget: Option<f64>,
+    pub batch: usize,
+    /// Peak learning rate of AdamW.
+    pub learning_rate: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Linear warm-up over this fraction of the run, then cosine decay to `final_lr_fraction`.
+    pub warmup_fraction: f64,
+    pub final_lr_fraction: f64,
+    /// EMA horizon as a fraction of the run (decay 1 − 1/(fraction × steps)): an EMA of 0.9999
+    /// on a 5k-step run would average mostly the initialisation.
+    pub ema_fraction: f64,
+    /// Clip the global gradient norm to this.
+    pub clip: f64,
+    /// Probability of replacing a label by the null class (for guidance).
+    #[serde(default)]
+    pub label_dropout: f64,
+    pub prediction: PredictionType,
+    pub schedule: Schedule,
+    /// Save a checkpoint every this many steps (and resume from it).
+    #[serde(default = "default_every")]
+    pub checkpoint_every: u64,
+}
+
+fn default_every() -> u64 {
+    500
+}
+
+/// What a finished training run reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trained {
+    pub steps: u64,
+    pub train_flops: f64,
+    pub final_loss: f64,
+    /// Steps that were replayed from a checkpoint rather than run.
+    pub resumed_at: u64,
+}
+
+impl TrainSpec {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = vec![];
+        let mut req = |ok: bool, f: &str, m: &str| crate::compute::require(&mut e, ok, f, m);
+        req(
+            self.steps.is_some() != self.flop_budget.is_some(),
+            "steps",
+            "give exactly one of `steps` and `flop_budget`",
+        );
+        req(self.steps.is_none_or(|s| (1..=10_000_000).contains(&s)), "steps", "must be between 1 and 10,000,000");
+        req(self.flop_budget.is_none_or(|b| b > 0.0 && b.is_finite()), "flop_budget", "must be positive");
+        req((1..=65_536).contains(&self.batch), "batch", "must be between 1 and 65,536");
+        req(self.learning_rate > 0.0 && self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)");
+        req((0.0..1.0).contains(&self.weight_decay), "weight_decay", "must be in [0, 1)");
+        req((0.0..1.0).contains(&self.warmup_fraction), "warmup_fraction", "must be in [0, 1)");
+        req((0.0..=1.0).contains(&self.final_lr_fraction), "final_lr_fraction", "must be in [0, 1]");
+        req(self.ema_fraction > 0.0 && self.ema_fraction <= 1.0, "ema_fraction", "must be in (0, 1]");
+        req(self.clip > 0.0, "clip", "must be positive");
+        req((0.0..1.0).contains(&self.label_dropout), "label_dropout", "must be in [0, 1)");
+        req(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1");
+        e
+    }
+
+    /// Steps for a model whose forward pass costs `forward_macs` per sample.
+    pub fn steps_for(&self, forward_macs: f64) -> u64 {
+        match (self.steps, self.flop_budget) {
+            (Some(s), _) => s,
+            (None, Some(b)) => (b / (3.0 * 2.0 * forward_macs * self.batch as f64)).floor().max(1.0) as u64,
+            _ => 1,
+        }
+    }
+
+    /// Warm-up then cosine decay, both over this run's own length.
+    pub fn learning_rate_at(&self, step: u64, total: u64) -> f64 {
+        let warm = (self.warmup_fraction * total as f64).max(1.0);
+        let s = step as f64;
+        if s < warm {
+            return self.learning_rate * (s + 1.0) / warm;
+        }
+        let p = ((s - warm) / (total as f64 - warm).max(1.0)).min(1.0);
+        let f =
+            self.final_lr_fraction + (1.0 - self.final_lr_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
+        self.learning_rate * f
+    }
+}
+
+/// AdamW (Loshchilov & Hutter 2019) with its moments in the open, so they can be saved.
+struct AdamW {
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: u64,
+}
+
+impl AdamW {
+    fn new(vars: &[(String, Var)]) -> candle_core::Result<Self> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        Ok(AdamW {
+            m: vars.iter().map(|(_, v)| zeros(v)).collect::<Result<_, _>>()?,
+            v: vars.iter().map(|(_, v)| zeros(v)).collect::<Result<_, _>>()?,
+            step: 0,
+        })
+    }
+
+    fn update(&mut self, vars: &[(String, Var)], grads: &[Tensor], lr: f64, wd: f64) -> candle_core::Result<()> {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        self.step += 1;
+        let (c1, c2) = (1.0 - b1.powi(self.step as i32), 1.0 - b2.powi(self.step as i32));
+        // Everything here is detached: optimizer state must not carry autograd history from
+        // step to step (that chain grows without bound and leaks memory).
+        for (i, ((_, var), g)) in vars.iter().zip(grads).enumerate() {
+            let g = g.detach();
+            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
+            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let step = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + eps)?)?;
+            let p = var.as_tensor().detach();
+            var.set(&((p * (1.0 - lr * wd))? - (step * lr)?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The training batch of step `s`: clean data, labels (some dropped), timesteps and noise.
+fn batch(data: &Gmm, spec: &TrainSpec, seed: u64, s: u64) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
+    let base = substream(seed, s);
+    let (x0, mut labels) = data.sample(substream(base, 0), 0, spec.batch, None);
+    let mut rng = Rng::new(substream(base, 1));
+    let tmax = spec.schedule.train_steps;
+    let t: Vec<f64> = (0..spec.batch).map(|_| rng.below(tmax) as f64).collect();
+    let eps: Vec<f64> = (0..x0.len()).map(|_| rng.normal()).collect();
+    for l in labels.iter_mut() {
+        if rng.uniform() < spec.label_dropout {
+            *l = data.classes; // the null class
+        }
+    }
+    (x0, labels, t, eps)
+}
+
+/// Save parameters, EMA, optimizer moments and the step, atomically.
+fn save(path: &Path, model: &Mlp, ema: &[Tensor], opt: &AdamW) -> candle_core::Result<()> {
+    let mut map: HashMap<String, Tensor> = HashMap::new();
+    for (i, (name, v)) in model.params.vars.iter().enumerate() {
+        map.insert(format!("param.{name}"), v.as_tensor().clone());
+        map.insert(format!("ema.{name}"), ema[i].clone());
+        map.insert(format!("adam_m.{name}"), opt.m[i].clone());
+        map.insert(format!("adam_v.{name}"), opt.v[i].clone());
+    }
+    map.insert("step".into(), Tensor::new(&[opt.step as u32], model.params.device())?);
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    candle_core::safetensors::save(&map, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(candle_core::Error::wrap)
+}
+
+/// Restore a checkpoint into `model`, returning the EMA, optimizer and step.
+fn load(path: &Path, model: &Mlp) -> candle_core::Result<(Vec<Tensor>, AdamW)> {
+    let map = candle_core::safetensors::load(path, model.params.device())?;
+    let get = |k: &str| map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")));
+    let mut ema = vec![];
+    let mut opt = AdamW { m: vec![], v: vec![], step: get("step")?.to_vec1::<u32>()?[0] as u64 };
+    for (name, v) in &model.params.vars {
+        v.set(&get(&format!("param.{name}"))?)?;
+        ema.push(get(&format!("ema.{name}"))?);
+        opt.m.push(get(&format!("adam_m.{name}"))?);
+        opt.v.push(get(&format!("adam_v.{name}"))?);
+    }
+    Ok((ema, opt))
+}
+
+/// Train `model` on `data`; returns the report and the EMA weights. With `checkpoint`, progress
+/// is saved there and a run that finds one resumes from it (and removes it when done).
+pub fn train(
+    model: &Mlp,
+    data: &Gmm,
+    spec: &TrainSpec,
+    seed: u64,
+    checkpoint: Option<&Path>,
+) -> Result<(Trained, Vec<Tensor>), String> {
+    train_until(model, data, spec, seed, checkpoint, None)
+}
+
+/// `train`, stopping (as if killed) once `stop_after` steps are done.
+pub(crate) fn train_until(
+    model: &Mlp,
+    data: &Gmm,
+    spec: &TrainSpec,
+    seed: u64,
+    checkpoint: Option<&Path>,
+    stop_after: Option<u64>,
+) -> Result<(Trained, Vec<Tensor>), String> {
+    let err = |e: candle_core::Error| format!("training failed: {e}");
+    let d = model.cfg.data_dim as usize;
+    let fwd_macs = model.cfg.count().total().macs.values().sum::<f64>();
+    let total = spec.steps_for(fwd_macs);
+    let vars = &model.params.vars;
+    let (mut ema, mut opt) = match checkpoint.filter(|p| p.is_file()) {
+        Some(p) => load(p, model).map_err(err)?,
+        None => (
+            vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<Result<_, _>>().map_err(err)?,
+            AdamW::new(vars).map_err(err)?,
+        ),
+    };
+    let resumed_at = opt.step;
+    let ac = spec.schedule.alphas_cumprod();
+    let beta = 1.0 - 1.0 / (spec.ema_fraction * total as f64).max(1.0);
+    let mut loss_value = f64::NAN;
+    for s in opt.step..total {
+        let (x0, labels, t, eps) = batch(data, spec, seed, s);
+        let times: Vec<Time> = t.iter().map(|ti| Time::from_alpha_bar(*ti, ac[*ti as usize])).collect();
+        let xt: Vec<f64> = x0
+            .chunks(d)
+            .zip(eps.chunks(d))
+            .zip(&times)
+            .flat_map(|((x, e), at)| x.iter().zip(e).map(|(x, e)| at.alpha * x + at.sigma * e).collect::<Vec<_>>())
+            .collect();
+        let tgt: Vec<f64> = x0
+            .chunks(d)
+            .zip(eps.chunks(d))
+            .zip(&times)
+            .flat_map(|((x, e), at)| target(spec.prediction, x, e, *at))
+            .collect();
+        let dev = model.params.device();
+        let mut step = || -> candle_core::Result<f64> {
+            let out = model.forward(&rows_tensor(&xt, d, dev)?, &t, model.cfg.classes.map(|_| labels.as_slice()))?;
+            let loss = (out - rows_tensor(&tgt, d, dev)?.to_dtype(model.params.dtype())?)?.sqr()?.mean_all()?;
+            let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !value.is_finite() {
+                return Ok(value);
+            }
+            let grads = loss.backward()?;
+            let g: Vec<Tensor> = vars
+                .iter()
+                .map(|(n, v)| {
+                    grads.get(v).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached `{n}`")))
+                })
+                .collect::<Result<_, _>>()?;
+            let sq = |t: &Tensor| t.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>();
+            let norm = g.iter().map(sq).collect::<Result<Vec<f64>, _>>()?.iter().sum::<f64>().sqrt();
+            let scale = (spec.clip / norm.max(1e-12)).min(1.0);
+            let g: Vec<Tensor> = g.iter().map(|t| t * scale).collect::<Result<_, _>>()?;
+            opt.update(vars, &g, spec.learning_rate_at(s, total), spec.weight_decay)?;
+            for (e, (_, v)) in ema.iter_mut().zip(vars) {
+                *e = ((&*e * beta)? + (v.as_tensor().detach() * (1.0 - beta))?)?;
+            }
+            Ok(value)
+        };
+        loss_value = step().map_err(err)?;
+        if !loss_value.is_finite() {
+            return Err(format!("the loss became {loss_value} at step {s} of {total} (learning rate too high?)"));
+        }
+        if let Some(p) = checkpoint {
+            if (s + 1) % spec.checkpoint_every == 0 && s + 1 < total {
+                save(p, model, &ema, &opt).map_err(err)?;
+            }
+        }
+        if stop_after == Some(s + 1) {
+            return Err(format!("stopped after step {}", s + 1));
+        }
+    }
+    if let Some(p) = checkpoint {
+        let _ = std::fs::remove_file(p);
+    }
+    let train_flops = 3.0 * 2.0 * fwd_macs * spec.batch as f64 * total as f64;
+    Ok((Trained { steps: total, train_flops, final_loss: loss_value, resumed_at }, ema))
+}
+
+/// Held-out excess denoising error E‖x̂0_θ − D*‖² (per sample, summed over coordinates) on a
+/// fixed bank of (x0, t, ε): the part of the model's error above the Bayes error.
+pub fn excess_error(model: &Mlp, data: &Gmm, schedule: &Schedule, samples: usize, seed: u64) -> Result<f64, String> {
+    let d = data.dim;
+    let ac = schedule.alphas_cumprod();
+    let (x0, _) = data.sample(substream(seed, 0), 0, samples, None);
+    let mut rng = Rng::new(substream(seed, 1));
+    let mut total = 0.0;
+    // Evaluate in chunks of rows sharing one timestep from an even grid over the schedule.
+    let levels = 16;
+    for (li, chunk) in x0.chunks(d * samples.div_ceil(levels)).enumerate() {
+        let ti = ((li as f64 + 0.5) / levels as f64 * (ac.len() - 1) as f64).round();
+        let at = Time::from_alpha_bar(ti, ac[ti as usize]);
+        let xt: Vec<f64> = chunk.iter().map(|x| at.alpha * x + at.sigma * rng.normal()).collect();
+        let out = model
+            .forward(
+                &rows_tensor(&xt, d, model.params.device()).map_err(|e| e.to_string())?,
+                &vec![ti; chunk.len() / d],
+                None,
+            )
+            .and_then(|o| tensor_rows(&o))
+            .map_err(|e| e.to_string())?;
+        let (x0_hat, _) = x0_eps(model.prediction, &out, &xt, at);
+        let oracle = data.denoise(&xt, at.alpha, at.sigma, None);
+        total += x0_hat.iter().zip(&oracle).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+    }
+    Ok(total / samples as f64)
+}
+
+#[cfg(test)]
+mod tests;

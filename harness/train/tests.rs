@@ -1,0 +1,157 @@
+use super::*;
+use crate::compute::MlpConfig;
+use crate::data::GmmSpec;
+use crate::diffusion::BetaSchedule;
+use candle_core::{DType, Device};
+
+fn cfg(classes: Option<u64>) -> MlpConfig {
+    MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes }
+}
+
+fn data() -> Gmm {
+    GmmSpec { dim: 4, components: 4, classes: 2, radius: 1.0, std: 0.2, seed: 3 }.build()
+}
+
+fn spec(steps: u64) -> TrainSpec {
+    TrainSpec {
+        steps: Some(steps),
+        flop_budget: None,
+        batch: 32,
+        learning_rate: 3e-3,
+        weight_decay: 0.0,
+        warmup_fraction: 0.1,
+        final_lr_fraction: 0.1,
+        ema_fraction: 0.2,
+        clip: 1.0,
+        label_dropout: 0.1,
+        prediction: PredictionType::Epsilon,
+        schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false },
+        checkpoint_every: 5,
+    }
+}
+
+#[test]
+fn parameter_and_mac_counts_match_the_analytic_config() {
+    for classes in [None, Some(3)] {
+        let c = cfg(classes);
+        let m = Mlp::new(&c, PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
+        let analytic = c.count().total();
+        assert_eq!(m.params.count() as u64, analytic.params, "{classes:?}");
+        let x = Tensor::zeros((5, 4), DType::F32, &Device::Cpu).unwrap();
+        m.forward(&x, &[1.0; 5], classes.map(|_| &[0usize, 1, 2, 0, 1][..])).unwrap();
+        let per_sample = m.macs.take() / 5.0;
+        assert_eq!(per_sample, analytic.macs.values().sum::<f64>(), "{classes:?}");
+    }
+}
+
+/// The loss of an f64 model, as a function of one parameter entry, by central differences
+/// against candle's backward: catches any op whose gradient candle drops or gets wrong.
+#[test]
+fn gradients_match_finite_differences() {
+    let c = cfg(Some(2));
+    let m = Mlp::with_dtype(&c, PredictionType::Epsilon, &Device::Cpu, DType::F64, 7).unwrap();
+    // Zero-initialised layers would hide gradients through them: give everything a value.
+    let mut r = Rng::new(5);
+    for (_, v) in &m.params.vars {
+        let n = v.elem_count();
+        let t =
+            Tensor::from_vec((0..n).map(|_| 0.3 * r.normal()).collect::<Vec<f64>>(), v.shape(), &Device::Cpu).unwrap();
+        v.set(&t).unwrap();
+    }
+    let x = Tensor::from_vec((0..12).map(|_| r.normal()).collect::<Vec<f64>>(), (3, 4), &Device::Cpu).unwrap();
+    let y = Tensor::from_vec((0..12).map(|_| r.normal()).collect::<Vec<f64>>(), (3, 4), &Device::Cpu).unwrap();
+    let labels = [0usize, 1, 2];
+    let loss = |m: &Mlp| {
+        m.forward(&x, &[10.0, 500.0, 990.0], Some(&labels)).unwrap().sub(&y).unwrap().sqr().unwrap().sum_all().unwrap()
+    };
+    let grads = loss(&m).backward().unwrap();
+    for (name, v) in &m.params.vars {
+        let g = grads
+            .get(v)
+            .unwrap_or_else(|| panic!("no gradient reached `{name}`"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for i in [0, base.len() / 2, base.len() - 1] {
+            let at = |delta: f64| {
+                let mut p = base.clone();
+                p[i] += delta;
+                v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap()).unwrap();
+                loss(&m).to_scalar::<f64>().unwrap()
+            };
+            let h = 1e-6;
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            v.set(&Tensor::from_vec(base.clone(), v.shape(), &Device::Cpu).unwrap()).unwrap();
+            assert!(
+                (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
+                "{name}[{i}]: finite difference {fd}, backward {}",
+                g[i]
+            );
+        }
+    }
+}
+
+fn bits(ts: &[Tensor]) -> Vec<u32> {
+    ts.iter().flat_map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).map(f32::to_bits).collect()
+}
+
+#[test]
+fn training_is_bitwise_deterministic_and_learns() {
+    let run = || {
+        let m = Mlp::new(&cfg(Some(2)), PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
+        let (t, ema) = train(&m, &data(), &spec(300), 9, None).unwrap();
+        let err = excess_error(&m.with_values(&ema).unwrap(), &data(), &spec(1).schedule, 512, 4).unwrap();
+        (t, bits(&ema), err)
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.1, b.1);
+    assert_eq!(a.0.steps, 300);
+    // An untrained (zero-output) model's excess error is the oracle's whole signal; training
+    // must remove a good part of it.
+    let untrained = Mlp::new(&cfg(Some(2)), PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
+    let before = excess_error(&untrained, &data(), &spec(1).schedule, 512, 4).unwrap();
+    assert!(a.2 < 0.7 * before, "trained {} vs untrained {before}", a.2);
+}
+
+#[test]
+fn a_killed_run_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let fresh = || Mlp::new(&cfg(Some(2)), PredictionType::V, &Device::Cpu, 2).unwrap();
+    let mut s = spec(12);
+    s.prediction = PredictionType::V;
+    let (_, whole) = train(&fresh(), &data(), &s, 4, None).unwrap();
+    // Killed after step 7: the checkpoint of step 5 is on disk.
+    assert!(train_until(&fresh(), &data(), &s, 4, Some(&ck), Some(7)).is_err());
+    assert!(ck.is_file());
+    let (t, resumed) = train(&fresh(), &data(), &s, 4, Some(&ck)).unwrap();
+    assert_eq!(t.resumed_at, 5);
+    assert_eq!(bits(&whole), bits(&resumed));
+    assert!(!ck.exists(), "a finished run removes its checkpoint");
+}
+
+#[test]
+fn a_diverging_run_fails_with_a_reason() {
+    let mut s = spec(50);
+    s.learning_rate = 0.9;
+    s.clip = 1e9;
+    let m = Mlp::new(&cfg(None), PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
+    // Push the weights far out first so the first steps overflow.
+    for (_, v) in &m.params.vars {
+        v.set(&(v.as_tensor().ones_like().unwrap() * 1e19).unwrap()).unwrap();
+    }
+    let e = train(&m, &data(), &s, 1, None).unwrap_err();
+    assert!(e.contains("loss became"), "{e}");
+}
+
+#[test]
+fn learning_rate_schedule_is_tied_to_the_run_length() {
+    let s = spec(100);
+    assert!(s.learning_rate_at(0, 100) < s.learning_rate_at(9, 100));
+    assert!((s.learning_rate_at(9, 100) - 3e-3).abs() < 1e-12);
+    assert!((s.learning_rate_at(99, 100) - 3e-4).abs() < 1e-5);
+    // Tied to the run's length: the same fraction of any run gets the same rate.
+    assert!((s.learning_rate_at(500, 1000) - s.learning_rate_at(50, 100)).abs() < 1e-5);
+}
