@@ -52,33 +52,7 @@ pub enum Command {
         claim: Option<String>,
     },
     /// Run claims, resuming any finished cases in --out, and write the reports.
-    Run {
-        /// Suite files or folders (default: suites/).
-        paths: Vec<PathBuf>,
-        /// Only claims whose id matches this glob (`*` and `?`), e.g. 'mei2024/*'.
-        #[arg(long)]
-        claim: Option<String>,
-        /// Scale of the run: smoke (seconds), cpu (minutes), gpu (an hour on one GPU), paper.
-        #[arg(long, default_value = "cpu", value_parser = parse_profile)]
-        profile: Profile,
-        /// Run folder (default: runs/<profile>). Finished cases found there are reused.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Run only shard i of n (1-based), or `auto` from SLURM_ARRAY_TASK_ID/COUNT; join
-        /// the shards with `diffscale merge`.
-        #[arg(long, value_parser = Shard::parse)]
-        shard: Option<Shard>,
-        /// Where to run: cpu. (cuda:N is accepted by the syntax for the GPU profile, which needs
-        /// the training engine and a CUDA build; this build refuses it.)
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.
-        #[arg(long)]
-        seeds: Option<u32>,
-        /// Start from an empty run folder: delete its cases and figures, run everything again.
-        #[arg(long)]
-        fresh: bool,
-    },
+    Run(RunArgs),
     /// Re-render the reports of a run folder from its saved cases.
     Report {
         /// A run folder (with manifest.json and cases/).
@@ -112,6 +86,35 @@ pub enum Command {
     Fd(fd::FdArgs),
     /// Print the JSON Schema of suite files (for editor validation and completion).
     Schema,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Suite files or folders (default: suites/).
+    pub paths: Vec<PathBuf>,
+    /// Only claims whose id matches this glob (`*` and `?`), e.g. 'mei2024/*'.
+    #[arg(long)]
+    pub claim: Option<String>,
+    /// Scale of the run: smoke (seconds), cpu (minutes), gpu (an hour on one GPU), paper.
+    #[arg(long, default_value = "cpu", value_parser = parse_profile)]
+    pub profile: Profile,
+    /// Run folder (default: runs/<profile>). Finished cases found there are reused.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only shard i of n (1-based), or `auto` from SLURM_ARRAY_TASK_ID/COUNT; join
+    /// the shards with `diffscale merge`.
+    #[arg(long, value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+    /// Where to run: cpu. (cuda:N is accepted by the syntax for the GPU profile, which needs
+    /// the training engine and a CUDA build; this build refuses it.)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.
+    #[arg(long)]
+    pub seeds: Option<u32>,
+    /// Start from an empty run folder: delete its cases and figures, run everything again.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -249,17 +252,8 @@ fn new_manifest(profile: Profile, shard: Option<Shard>, machine: Machine, claims
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmd_run(
-    paths: Vec<PathBuf>,
-    claim: Option<String>,
-    profile: Profile,
-    out: Option<PathBuf>,
-    shard: Option<Shard>,
-    device: String,
-    seeds: Option<u32>,
-    fresh: bool,
-) -> anyhow::Result<i32> {
+fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
+    let RunArgs { paths, claim, profile, out, shard, device, seeds, fresh } = a;
     if device != "cpu" {
         let ok = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
         if !ok {
@@ -428,9 +422,7 @@ pub fn main() -> i32 {
     };
     let r = match cli.command {
         Command::List { paths, claim } => cmd_list(paths, claim),
-        Command::Run { paths, claim, profile, out, shard, device, seeds, fresh } => {
-            cmd_run(paths, claim, profile, out, shard, device, seeds, fresh)
-        }
+        Command::Run(a) => cmd_run(a),
         Command::Report { dir } => cmd_report(dir),
         Command::Compare { run, baseline, rel, abs } => cmd_compare(run, baseline, rel, abs),
         Command::Merge { dirs, out } => cmd_merge(dirs, out),

@@ -131,7 +131,6 @@ impl Tally {
     }
 
     /// A k×k convolution producing an `h_out × w_out` map.
-    #[allow(clippy::too_many_arguments)]
     pub fn conv(&mut self, h_out: u64, w_out: u64, cin: u64, cout: u64, k: u64, bias: bool) {
         self.params(cin * cout * k * k + if bias { cout } else { 0 });
         self.macs(Category::Conv, (h_out * w_out * cin * cout * k * k) as f64);

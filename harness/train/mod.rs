@@ -311,7 +311,8 @@ pub fn excess_error(model: &Mlp, data: &Gmm, schedule: &Schedule, samples: usize
             .map_err(|e| e.to_string())?;
         let (x0_hat, _) = x0_eps(model.prediction, &out, &xt, at);
         let oracle = data.denoise(&xt, at.alpha, at.sigma, None);
-        total += x0_hat.iter().zip(&oracle).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+        // Per-sample mean over this chunk, weighted back to a sum.
+        total += crate::metrics::excess_denoising_error(&x0_hat, &oracle, d) * (chunk.len() / d) as f64;
     }
     Ok(total / samples as f64)
 }
