@@ -104,14 +104,3 @@ pub fn rows_tensor(x: &[f64], dim: usize, device: &Device) -> Result<Tensor> {
 pub fn tensor_rows(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }
-
-/// The device named on the command line.
-pub fn device(name: &str) -> std::result::Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(i) => Device::new_cuda(i).map_err(|e| format!("cannot open {other}: {e}")),
-            None => Err(format!("--device takes cpu or cuda:N, not `{other}`")),
-        },
-    }
-}
