@@ -195,6 +195,17 @@ impl Ctx<'_> {
     }
 }
 
+/// A row whose estimate is checked against [min, max].
+fn band_row(row: &str, est: Estimate, lo: Option<f64>, hi: Option<f64>) -> RowOutcome {
+    RowOutcome {
+        row: row.to_string(),
+        measured: est,
+        expected: band_text(lo, hi),
+        verdict: band_verdict(&est, lo, hi),
+        note: None,
+    }
+}
+
 /// Apply declared errata to row outcomes (see module docs).
 fn apply_errata(rows: &mut [RowOutcome], errata: &[Erratum]) {
     for er in errata {
@@ -292,13 +303,7 @@ fn band(ctx: &Ctx, b: &BandCheck, i: usize) -> Result<CheckOutcome, String> {
                 if !b.errata.iter().any(|e| e.row == ctx.data.rows[r]) && worst.is_none_or(|(w, _)| margin < w) {
                     worst = Some((margin, m));
                 }
-                rows.push(RowOutcome {
-                    row: ctx.data.rows[r].clone(),
-                    measured: m,
-                    expected: band_text(b.min, b.max),
-                    verdict: band_verdict(&m, b.min, b.max),
-                    note: None,
-                });
+                rows.push(band_row(&ctx.data.rows[r], m, b.min, b.max));
             }
             apply_errata(&mut rows, &b.errata);
             let (verdict, note) = rows_verdict(&rows);
@@ -446,13 +451,7 @@ fn ratio(ctx: &Ctx, c: &RatioCheck, i: usize) -> Result<CheckOutcome, String> {
             Some(fit::mean(&c[0][0]) / fit::mean(&c[1][0]))
         })
         .expect("defined");
-        rows.push(RowOutcome {
-            row: ctx.data.rows[r].clone(),
-            measured: est,
-            expected: band_text(c.min, c.max),
-            verdict: band_verdict(&est, c.min, c.max),
-            note: None,
-        });
+        rows.push(band_row(&ctx.data.rows[r], est, c.min, c.max));
     }
     let (verdict, note) = rows_verdict(&rows);
     let measured = if rows.len() == 1 { Some(rows[0].measured) } else { None };
