@@ -435,3 +435,23 @@ fn negative_control_tiny_training_fails_the_size_claim() {
     });
     assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
 }
+
+#[test]
+fn negative_control_tiny_training_fails_the_isoflop_claim() {
+    // Budgets so small that every size trains for a handful of steps (1 to 101): the optimum
+    // sits at the smallest model and cannot grow.
+    let claim = "mei2024/reduced-compute-optimal-size";
+    let (code, v) = run_edited("mei2024.yaml", claim, |t| {
+        t.replace("smoke: {budgets: [8.5e+8, 2.7e+9]", "smoke: {budgets: [2.0e+7, 2.0e+8]")
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}
+
+#[test]
+fn negative_control_tiny_training_fails_the_dit_gflops_claim() {
+    let claim = "dit2023/reduced-fd-vs-gflops";
+    let (code, v) = run_edited("dit2023.yaml", claim, |t| {
+        t.replace("smoke: {training: {steps: 30}", "smoke: {training: {steps: 1}")
+    });
+    assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}

@@ -465,6 +465,95 @@ fn ratio(ctx: &Ctx, c: &RatioCheck, i: usize) -> Result<CheckOutcome, String> {
     })
 }
 
+/// ln x*(g) per group g (ascending), from row means of x, y and g.
+fn optima(x: &[f64], y: &[f64], g: &[f64]) -> Vec<(f64, Option<f64>)> {
+    let mut groups: Vec<f64> = g.to_vec();
+    groups.sort_by(f64::total_cmp);
+    groups.dedup_by(|a, b| (*a - *b).abs() <= 1e-9 * b.abs());
+    groups
+        .into_iter()
+        .map(|gv| {
+            let idx: Vec<usize> = (0..g.len()).filter(|i| (g[*i] - gv).abs() <= 1e-9 * gv.abs()).collect();
+            let u: Vec<f64> = idx.iter().map(|i| x[*i].ln()).collect();
+            let ly: Vec<f64> = idx.iter().map(|i| y[*i].ln()).collect();
+            let ok = u.iter().chain(&ly).all(|v| v.is_finite());
+            (gv, if ok { fit::parabola_min(&u, &ly) } else { None })
+        })
+        .collect()
+}
+
+fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String> {
+    let (xs, ys, gs) = (ctx.rows(&c.x)?, ctx.rows(&c.y)?, ctx.rows(&c.group)?);
+    let idx = ctx.complete(&[&xs, &ys, &gs], None);
+    let (x, y, g) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx), Ctx::pick(&gs, &idx));
+    let cols = [&x, &y, &g];
+    let means = |c: &[Rows]| (fit::row_means(&c[0]), fit::row_means(&c[1]), fit::row_means(&c[2]));
+    let (xm, ym, gm) = means(&[x.clone(), y.clone(), g.clone()]);
+    let groups: Vec<f64> = optima(&xm, &ym, &gm).into_iter().map(|(gv, _)| gv).collect();
+    let x_max = xm.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (boot, level) = (ctx.boot.resamples, ctx.boot.level);
+    let mut rows = vec![];
+    for (k, gv) in groups.iter().enumerate() {
+        let est = fit::bootstrap(&cols, boot, level, ctx.seed(&format!("check{i}/group{k}")), |c| {
+            let (xm, ym, gm) = means(c);
+            optima(&xm, &ym, &gm).get(k).and_then(|o| o.1).map(f64::exp)
+        });
+        let Some(est) = est else { continue };
+        let label = format!("optimal {} at {} = {}", c.x, c.group, fit::fmt_num(*gv));
+        if k == 0 {
+            // The claim's other half: the smallest budget favours a smaller model.
+            let mut r = band_row(&label, est, None, Some(x_max));
+            r.expected = format!("< largest {} ({})", c.x, fit::fmt_num(x_max));
+            if est.hi_or_value() >= x_max && est.lo_or_value() < x_max {
+                r.verdict = Verdict::Inconclusive;
+            }
+            rows.push(r);
+        } else {
+            rows.push(RowOutcome {
+                row: label,
+                measured: est,
+                expected: "reported".into(),
+                verdict: Verdict::Pass,
+                note: None,
+            });
+        }
+    }
+    let est = fit::bootstrap(&cols, boot, level, ctx.seed(&format!("check{i}")), |c| {
+        let (xm, ym, gm) = means(c);
+        let o: Vec<(f64, f64)> = optima(&xm, &ym, &gm).into_iter().filter_map(|(g, u)| Some((g.ln(), u?))).collect();
+        (o.len() == groups.len() && o.len() >= 2)
+            .then(|| fit::ols(&o.iter().map(|p| p.0).collect::<Vec<_>>(), &o.iter().map(|p| p.1).collect::<Vec<_>>()))
+            .flatten()
+            .map(|(slope, _, _)| slope)
+    });
+    // "Grows" is strict: an exponent whose interval touches `min` is not shown to exceed it.
+    let verdict_of = |e: &Estimate| {
+        let above = c.min.map(|m| {
+            positive_verdict(&Estimate { value: e.value - m, lo: e.lo.map(|v| v - m), hi: e.hi.map(|v| v - m) })
+        });
+        Verdict::combine(above.into_iter().chain([band_verdict(e, None, c.max)]))
+    };
+    let (verdict, note) = match &est {
+        Some(e) => (verdict_of(e), None),
+        None => (Verdict::Fail, Some("needs two groups, each with three sizes and positive values".into())),
+    };
+    Ok(CheckOutcome {
+        check: format!(
+            "optimal {} ∝ {}^a (parabola in ln {} per {}), a {}",
+            c.x,
+            c.group,
+            c.x,
+            c.group,
+            band_text(c.min, c.max)
+        ),
+        verdict: Verdict::combine(std::iter::once(verdict).chain(rows.first().map(|r| r.verdict))),
+        measured: est,
+        expected: band_text(c.min, c.max),
+        rows,
+        note,
+    })
+}
+
 fn ordered(ctx: &Ctx, o: &OrderedCheck, i: usize) -> Result<CheckOutcome, String> {
     let cols: Vec<Vec<Option<Vec<f64>>>> = o.columns.iter().map(|c| ctx.rows(c)).collect::<Result<_, _>>()?;
     let refs: Vec<&Vec<Option<Vec<f64>>>> = cols.iter().collect();
@@ -546,6 +635,7 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
         Check::Exponent(c) => exponent(ctx, c, i),
         Check::Ordered(c) => ordered(ctx, c, i),
         Check::Ratio(c) => ratio(ctx, c, i),
+        Check::Optimum(c) => optimum(ctx, c, i),
     };
     r.unwrap_or_else(|e| CheckOutcome {
         check: format!("check {}", i + 1),

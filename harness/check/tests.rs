@@ -256,3 +256,35 @@ fn combine_orders_verdicts() {
     assert_eq!(Verdict::combine([Inconclusive, Fail, Pass]), Fail);
     assert_eq!(Verdict::combine(Vec::<Verdict>::new()), Pass);
 }
+
+#[test]
+fn optimum_recovers_a_growing_optimal_size_and_shuffled_sizes_fail() {
+    // ln y = (ln x − ln x*)² / 4 + noise with x*(g) = 2·g^0.3: the optimum grows as g^0.3.
+    let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+    let groups = [1.0, 10.0, 100.0, 1000.0];
+    let mut rows = vec![];
+    let (mut x, mut g, mut y) = (vec![], vec![], vec![]);
+    let mut r = crate::run::seed::Rng::new(3);
+    for gv in groups {
+        let opt = 2.0 * f64::powf(gv, 0.3);
+        for s in sizes {
+            rows.push(format!("{s}@{gv}"));
+            x.push(vec![s; 3]);
+            g.push(vec![gv; 3]);
+            y.push((0..3).map(|_| ((f64::ln(s / opt)).powi(2) / 4.0 + 0.02 * r.normal()).exp()).collect());
+        }
+    }
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let chk =
+        Check::Optimum(OptimumCheck { x: "x".into(), y: "y".into(), group: "g".into(), min: Some(0.0), max: None });
+    let d = data(&labels, &[("x", x.clone()), ("y", y.clone()), ("g", g.clone())], &[]);
+    let o = run(&d, chk.clone());
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    let a = o.measured.unwrap();
+    assert!((a.value - 0.3).abs() < 0.05 && a.lo.unwrap() > 0.2, "{a:?}");
+    assert_eq!(o.rows.len(), 4);
+    // Negative control: the size labels shuffled (reversed within each budget).
+    let reversed: Vec<Vec<f64>> = x.chunks(sizes.len()).flat_map(|c| c.iter().rev().cloned()).collect();
+    let d = data(&labels, &[("x", reversed), ("y", y), ("g", g)], &[]);
+    assert_eq!(run(&d, chk).verdict, Verdict::Fail);
+}

@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// Start from an empty run folder: delete its cases and figures, run everything again.
     #[arg(long)]
     pub fresh: bool,
+    /// Cases run at once (default: the CPU count). Each case is single-threaded unless
+    /// RAYON_NUM_THREADS says otherwise; results do not depend on this.
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -253,7 +257,7 @@ fn new_manifest(profile: Profile, shard: Option<Shard>, machine: Machine, claims
 }
 
 fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
-    let RunArgs { paths, claim, profile, out, shard, device, seeds, fresh } = a;
+    let RunArgs { paths, claim, profile, out, shard, device, seeds, fresh, jobs } = a;
     if device != "cpu" {
         let ok = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
         if !ok {
@@ -263,6 +267,9 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
     }
     if seeds == Some(0) {
         return Err(usage("--seeds must be at least 1"));
+    }
+    if jobs == Some(0) {
+        return Err(usage("--jobs must be at least 1"));
     }
     let suites = suites_from(paths)?;
     let claims = run::plan(&suites, claim.as_deref(), profile, seeds);
@@ -293,7 +300,8 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
     }
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut progress = Reporter::new();
-    let records = run::run_cases(&manifest.claims, &out, shard, fresh, &machine, &mut progress)?;
+    let jobs = jobs.unwrap_or(machine.threads);
+    let records = run::run_cases(&manifest.claims, &out, shard, fresh, &machine, jobs, &mut progress)?;
     if let Some(s) = shard {
         println!(
             "shard {}/{}: {} cases in {}. Join the shards with `diffscale merge DIRS… --out DIR`.",

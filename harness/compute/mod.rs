@@ -201,6 +201,27 @@ impl ModelConfig {
         }
     }
 
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelConfig::Dit(_) => "dit",
+            ModelConfig::Unet(_) => "unet",
+            ModelConfig::Pixart(_) => "pixart",
+            ModelConfig::Microdit(_) => "microdit",
+            ModelConfig::Mlp(_) => "mlp",
+        }
+    }
+
+    /// Width of one flattened sample (vector or channel-last image) a trainable model sees.
+    pub fn data_dim(&self) -> usize {
+        match self {
+            ModelConfig::Dit(c) => (c.input_size * c.input_size * c.in_channels) as usize,
+            ModelConfig::Unet(c) => (c.sample_size * c.sample_size * c.in_channels) as usize,
+            ModelConfig::Pixart(c) => (c.input_size * c.input_size * c.in_channels) as usize,
+            ModelConfig::Microdit(c) => (c.input_size * c.input_size * c.in_channels) as usize,
+            ModelConfig::Mlp(c) => c.data_dim as usize,
+        }
+    }
+
     /// Structural problems (zero width, indivisible patch, ...), as (field, message).
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {

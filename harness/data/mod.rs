@@ -29,6 +29,17 @@ impl DataSpec {
         }
     }
 
+    /// Values per sample, when the spec is valid.
+    pub fn build_dim(&self) -> Option<usize> {
+        if !self.validate().is_empty() {
+            return None;
+        }
+        Some(match self {
+            DataSpec::Gmm(g) => g.dim,
+            DataSpec::Templates(t) => t.size * t.size * 3,
+        })
+    }
+
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
             DataSpec::Gmm(g) => g.validate().into_iter().map(|(f, m)| (format!("gmm.{f}"), m)).collect(),

@@ -92,6 +92,44 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64)> {
     Some((slope, intercept, r2))
 }
 
+/// The minimiser of y over u from the least-squares parabola y = a + b·u + c·u², restricted
+/// to the measured range of u (an optimum outside it is not measured; it is reported at the
+/// edge). When the fit opens downwards, the measured u of the smallest y. Used on ln y against
+/// ln N per compute budget (Hoffmann et al. 2022 approach 2; Mei et al. Fig. 3).
+pub fn parabola_min(u: &[f64], y: &[f64]) -> Option<f64> {
+    if u.len() < 3 || u.len() != y.len() {
+        return None;
+    }
+    let (lo, hi) = u.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    let argmin = || u.iter().zip(y).min_by(|a, b| a.1.total_cmp(b.1)).map(|p| *p.0);
+    // Centre u so the normal equations are well conditioned.
+    let m = mean(u);
+    let z: Vec<f64> = u.iter().map(|v| v - m).collect();
+    let s = |p: i32| z.iter().map(|v| v.powi(p)).sum::<f64>();
+    let t = |p: i32| z.iter().zip(y).map(|(v, w)| v.powi(p) * w).sum::<f64>();
+    let a = [[s(0), s(1), s(2)], [s(1), s(2), s(3)], [s(2), s(3), s(4)]];
+    let rhs = [t(0), t(1), t(2)];
+    let det3 = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det3(a);
+    if d.abs() < 1e-12 {
+        return None;
+    }
+    // Cramer's rule for b and c.
+    let with = |col: usize| {
+        let mut m = a;
+        (0..3).for_each(|r| m[r][col] = rhs[r]);
+        det3(m) / d
+    };
+    let (b, c) = (with(1), with(2));
+    if c <= 0.0 {
+        return argmin();
+    }
+    Some((m - b / (2.0 * c)).clamp(lo, hi))
+}
+
 /// A fitted power law y = prefactor · x^exponent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PowerLaw {

@@ -1,8 +1,8 @@
 //! The MLP denoiser (see `compute::MlpConfig` for the architecture and its counts).
 
-use super::{linear, rows_tensor, tensor_rows, timestep_features, Init, MacCounter, Params, Result};
-use crate::compute::MlpConfig;
-use crate::diffusion::{Model, PredictionType, Time};
+use super::{linear, timestep_features, Init, MacCounter, Network, Params, Result};
+use crate::compute::{MlpConfig, ModelConfig};
+use crate::diffusion::PredictionType;
 use crate::run::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -71,18 +71,26 @@ impl Mlp {
             out,
         })
     }
+}
 
-    /// The same architecture with parameters taken from `values` (in `params` order).
-    pub fn with_values(&self, values: &[Tensor]) -> Result<Self> {
-        let m = Mlp::with_dtype(&self.cfg, self.prediction, self.params.device(), self.params.dtype(), 0)?;
-        for ((_, v), t) in m.params.vars.iter().zip(values) {
-            v.set(t)?;
-        }
-        Ok(m)
+impl Network for Mlp {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    fn macs(&self) -> &MacCounter {
+        &self.macs
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::Mlp(self.cfg.clone())
+    }
+    fn prediction(&self) -> PredictionType {
+        self.prediction
+    }
+    fn classes(&self) -> Option<usize> {
+        self.cfg.classes.map(|k| k as usize)
     }
 
-    /// Raw output for `x` [rows, data_dim] at timesteps `t`; `label` per row, or the null class.
-    pub fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
         let (dev, dt) = (self.params.device(), self.params.dtype());
         let tf = timestep_features(t, self.cfg.time_features as usize, dev)?.to_dtype(dt)?;
         let x = &x.to_dtype(dt)?;
@@ -103,24 +111,5 @@ impl Mlp {
             h = (h + linear(&inner, w2, b2, &self.macs)?)?;
         }
         linear(&h.silu()?, &self.out.0, &self.out.1, &self.macs)
-    }
-}
-
-/// Index of a continuous VP time on the training schedule, as the model was trained to see it.
-impl Model for Mlp {
-    fn dim(&self) -> usize {
-        self.cfg.data_dim as usize
-    }
-    fn prediction(&self) -> PredictionType {
-        self.prediction
-    }
-    fn output(&self, x: &[f64], at: Time, class: Option<&[usize]>) -> Vec<f64> {
-        let d = self.dim();
-        let run = || -> Result<Vec<f64>> {
-            let xt = rows_tensor(x, d, self.params.device())?;
-            let t = vec![at.t.max(0.0); x.len() / d];
-            tensor_rows(&self.forward(&xt, &t, class)?)
-        };
-        run().unwrap_or_else(|e| panic!("the MLP forward pass failed: {e}"))
     }
 }

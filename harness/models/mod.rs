@@ -5,13 +5,21 @@
 //! rms-norm and last-dim softmax silently drop gradients, so layers are composed from
 //! primitives whose backward is checked against finite differences in the tests.
 
+pub mod dit;
+pub mod gelu;
+pub mod layers;
 pub mod mlp;
+pub mod unet;
 
+use crate::compute::ModelConfig;
+use crate::diffusion::{Model, PredictionType, Time};
 use crate::run::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 use std::cell::Cell;
 
+pub use dit::Dit;
 pub use mlp::Mlp;
+pub use unet::Unet;
 
 pub type Result<T> = candle_core::Result<T>;
 
@@ -64,6 +72,71 @@ impl Params {
     }
 }
 
+/// A trainable denoiser: rows of flattened data in, the raw prediction out.
+pub trait Network {
+    fn params(&self) -> &Params;
+    fn macs(&self) -> &MacCounter;
+    /// The config it was built from (which also counts it).
+    fn config(&self) -> ModelConfig;
+    fn prediction(&self) -> PredictionType;
+    /// Real classes of the label embedding; the null class (for guidance) is index `classes`.
+    fn classes(&self) -> Option<usize>;
+    /// Raw output [rows, dim] for `x` [rows, dim] at timesteps `t`; `label` per row, or the null
+    /// class when absent.
+    fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor>;
+
+    /// Analytic forward MACs per sample, from the config.
+    fn forward_macs(&self) -> f64 {
+        self.config().count().total().macs.values().sum()
+    }
+}
+
+/// Build the trainable model of a config, its parameters drawn from `seed`.
+pub fn build(
+    cfg: &ModelConfig,
+    prediction: PredictionType,
+    device: &Device,
+    dtype: DType,
+    seed: u64,
+) -> std::result::Result<Box<dyn Network>, String> {
+    let e = |e: candle_core::Error| e.to_string();
+    Ok(match cfg {
+        ModelConfig::Mlp(c) => Box::new(Mlp::with_dtype(c, prediction, device, dtype, seed).map_err(e)?),
+        ModelConfig::Dit(c) => Box::new(Dit::new(c, prediction, device, dtype, seed).map_err(e)?),
+        ModelConfig::Unet(c) => Box::new(Unet::new(c, prediction, device, dtype, seed).map_err(e)?),
+        other => return Err(format!("the `{}` family has no trainable model (use mlp, dit or unet)", other.family())),
+    })
+}
+
+/// The same architecture with parameters taken from `values` (in `params` order), e.g. the EMA.
+pub fn with_values(net: &dyn Network, values: &[Tensor]) -> std::result::Result<Box<dyn Network>, String> {
+    let p = net.params();
+    let m = build(&net.config(), net.prediction(), p.device(), p.dtype(), 0)?;
+    for ((_, v), t) in m.params().vars.iter().zip(values) {
+        v.set(t).map_err(|e| e.to_string())?;
+    }
+    Ok(m)
+}
+
+/// Every network is a denoiser the samplers can drive.
+impl Model for Box<dyn Network> {
+    fn dim(&self) -> usize {
+        self.config().data_dim()
+    }
+    fn prediction(&self) -> PredictionType {
+        Network::prediction(self.as_ref())
+    }
+    fn output(&self, x: &[f64], at: Time, class: Option<&[usize]>) -> Vec<f64> {
+        let d = Model::dim(self);
+        let run = || -> Result<Vec<f64>> {
+            let xt = rows_tensor(x, d, self.params().device())?;
+            let t = vec![at.t.max(0.0); x.len() / d];
+            tensor_rows(&self.forward(&xt, &t, class)?)
+        };
+        run().unwrap_or_else(|e| panic!("the model's forward pass failed: {e}"))
+    }
+}
+
 /// Counts multiply-accumulates as a forward pass runs, to check the analytic counts.
 #[derive(Default)]
 pub struct MacCounter(Cell<f64>);
@@ -104,3 +177,6 @@ pub fn rows_tensor(x: &[f64], dim: usize, device: &Device) -> Result<Tensor> {
 pub fn tensor_rows(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }
+
+#[cfg(test)]
+mod tests;

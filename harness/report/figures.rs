@@ -97,6 +97,13 @@ fn paired(d: &ClaimData, x: &str, y: &str) -> Option<Vec<(String, Pt)>> {
 /// Choose and build the figure of one claim.
 pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
     let title = format!("{} ({})", claim.id, result.verdict.label());
+    if let crate::suite::Plan::Run(e) = &claim.plan {
+        if let crate::suite::Experiment::TrainSweep(t) = e.as_ref() {
+            if !t.budgets.is_empty() {
+                return Some(compute_curves(title, claim, t, d));
+            }
+        }
+    }
     if let Some(f) = &result.fit {
         let pts = paired(d, &f.x, &f.y)?;
         let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| (a.min(p.0), b.max(p.0)));
@@ -247,6 +254,41 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
         }
     }
     None
+}
+
+/// Quality against training compute, one curve per model (Mei et al. Fig. 2, DiT Fig. 9).
+fn compute_curves(title: String, claim: &ResolvedClaim, t: &crate::suite::TrainSweepExp, d: &ClaimData) -> Figure {
+    let y = claim
+        .expect
+        .iter()
+        .find_map(|c| match c {
+            Check::Optimum(o) => Some(o.y.clone()),
+            Check::Monotone(m) => Some(m.y.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "excess_error".into());
+    let pts = paired(d, "train_flops", &y).unwrap_or_default();
+    let series = t
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Series {
+            name: m.label.clone(),
+            points: pts.iter().filter(|(r, _)| r.starts_with(&format!("{} @ ", m.label))).map(|p| p.1).collect(),
+            line: true,
+            color: PALETTE[i % PALETTE.len()],
+        })
+        .collect();
+    Figure {
+        title,
+        subtitle: format!("{y} against training FLOPs, one curve per model (mean and 95% interval; {})", claim.source),
+        x_label: "training FLOPs".into(),
+        y_label: y,
+        series,
+        hlines: vec![],
+        diagonal: false,
+        ticks: None,
+    }
 }
 
 fn range(v: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {

@@ -79,7 +79,8 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
         }
         Experiment::MetricNull(m) => replicated(&["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
         Experiment::TrainSweep(t) => {
-            let labels: Vec<&str> = t.models.iter().map(|m| m.label.as_str()).collect();
+            let rows = t.rows();
+            let labels: Vec<&str> = rows.iter().map(|r| r.as_str()).collect();
             replicated(&labels, |s| s.to_string(), seeds.unwrap_or(t.replicates).max(1))
         }
     }
@@ -156,7 +157,7 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
         Experiment::SamplerConvergence(c) => out = sampling::convergence(c, steps()?),
         Experiment::SamplerSweep(w) => out = sampling::sweep(w, steps()?, ctx)?,
         Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
-        Experiment::TrainSweep(t) => out = sampling::train_case(t, &case.row, ctx)?,
+        Experiment::TrainSweep(t) => out = super::training::train_case(t, &case.row, ctx)?,
     }
     if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {
         return Err(format!("`{k}` is not finite ({v})"));
@@ -234,12 +235,24 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
                 d.scalars.insert("dollars_per_gpu_hour".into(), dollars / gpu_hours);
             }
         }
+        Experiment::TrainSweep(t) => {
+            // A model's printed numbers apply to every row (every budget) of that model.
+            for m in &t.models {
+                for (k, v) in &m.printed {
+                    let col = d.printed.entry(k.clone()).or_insert_with(|| vec![None; rows.len()]);
+                    for (i, r) in rows.iter().enumerate() {
+                        if *r == m.label || r.starts_with(&format!("{} @ ", m.label)) {
+                            col[i] = Some(*v);
+                        }
+                    }
+                }
+            }
+        }
         Experiment::PowerLaws(_)
         | Experiment::SyntheticPowerLaw(_)
         | Experiment::SamplerConvergence(_)
         | Experiment::SamplerSweep(_)
-        | Experiment::MetricNull(_)
-        | Experiment::TrainSweep(_) => {}
+        | Experiment::MetricNull(_) => {}
     }
     d
 }

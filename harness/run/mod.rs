@@ -9,8 +9,9 @@ pub mod experiment;
 pub mod record;
 pub mod sampling;
 pub mod seed;
+pub mod training;
 
-use crate::suite::{glob_match, Bootstrap, Check, FitSpec, Plan, Profile, Suite};
+use crate::suite::{glob_match, Bootstrap, Check, Experiment, FitSpec, Plan, Profile, Suite};
 use record::{CaseRecord, CaseStatus, Machine};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -174,6 +175,7 @@ pub fn run_cases(
     shard: Option<Shard>,
     fresh: bool,
     machine: &Machine,
+    jobs: usize,
     progress: &mut dyn Progress,
 ) -> std::io::Result<BTreeMap<String, CaseRecord>> {
     let cases_dir = out.join("cases");
@@ -182,16 +184,16 @@ pub fn run_cases(
     let owned = |c: &PlannedCase| shard.is_none_or(|s| s.owns(&c.case_id));
     progress.start(claims.iter().flat_map(|c| &c.cases).filter(|c| owned(c)).count());
     let mut records = BTreeMap::new();
+    // Reuse what is on disk; queue the rest.
+    let mut pending: Vec<(&ResolvedClaim, &Experiment, &PlannedCase, experiment::CaseSpec)> = vec![];
     for claim in claims {
         let Plan::Run(exp) = &claim.plan else {
             continue;
         };
         let specs = experiment::expand(exp, Some(claim.cases.iter().map(|c| c.replicate + 1).max().unwrap_or(1)));
-        let mut meta = None;
         for pc in claim.cases.iter().filter(|c| owned(c)) {
-            let path = record::case_path(out, &pc.hash);
             if !fresh {
-                if let Some(r) = record::reusable(&path, &pc.hash) {
+                if let Some(r) = record::reusable(&record::case_path(out, &pc.hash), &pc.hash) {
                     progress.case(&claim.id, &pc.row, true);
                     records.insert(pc.hash.clone(), r);
                     continue;
@@ -200,49 +202,84 @@ pub fn run_cases(
             let spec = specs
                 .iter()
                 .find(|s| s.row == pc.row && s.replicate == pc.replicate)
-                .expect("planned from the same expansion");
-            let started = record::now_unix();
-            let t0 = std::time::Instant::now();
-            let ctx = experiment::CaseCtx {
-                suite: &claim.suite,
-                claim: &claim.id,
-                replicate: pc.replicate,
-                seed: pc.seed,
-                checkpoint: Some(out.join("checkpoints").join(format!("{}.safetensors", pc.hash))),
-            };
-            let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
-                .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
-            let (status, reason, values) = match result {
-                Ok(v) => (CaseStatus::Ok, None, v),
-                Err(e) => (CaseStatus::Failed, Some(e), BTreeMap::new()),
-            };
-            let r = CaseRecord {
-                schema_version: record::SCHEMA_VERSION,
-                diffscale_version: record::VERSION.into(),
-                git_commit: record::GIT_COMMIT.into(),
-                case_id: pc.case_id.clone(),
-                claim_id: claim.id.clone(),
-                suite_version: claim.suite_version,
-                row: pc.row.clone(),
-                replicate: pc.replicate,
-                seed: pc.seed,
-                profile: claim.profile.name().into(),
-                hash: pc.hash.clone(),
-                status,
-                reason,
-                values,
-                meta: meta.get_or_insert_with(|| experiment::meta(exp)).clone(),
-                machine: machine.clone(),
-                started_unix: started,
-                seconds: t0.elapsed().as_secs_f64(),
-            };
-            record::write_json(&path, &r)?;
-            progress.case(&claim.id, &pc.row, false);
-            records.insert(pc.hash.clone(), r);
+                .expect("planned from the same expansion")
+                .clone();
+            pending.push((claim, exp.as_ref(), pc, spec));
         }
     }
+    // Cases are independent and every draw derives from the case itself, so running them on
+    // several threads changes only the order they finish in, never a value.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<CaseRecord>>();
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        for _ in 0..jobs.clamp(1, pending.len().max(1)) {
+            let (tx, next, pending) = (tx.clone(), &next, &pending);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((claim, exp, pc, spec)) = pending.get(i) else { break };
+                let r = run_one(claim, exp, pc, spec, out, machine);
+                let written = record::write_json(&record::case_path(out, &pc.hash), &r).map(|_| r);
+                if tx.send(written).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for r in rx {
+            let r = r?;
+            progress.case(&r.claim_id, &r.row, false);
+            records.insert(r.hash.clone(), r);
+        }
+        Ok(())
+    })?;
     progress.finish();
     Ok(records)
+}
+
+/// Run one case, catching panics, and make its record.
+fn run_one(
+    claim: &ResolvedClaim,
+    exp: &Experiment,
+    pc: &PlannedCase,
+    spec: &experiment::CaseSpec,
+    out: &Path,
+    machine: &Machine,
+) -> CaseRecord {
+    let started = record::now_unix();
+    let t0 = std::time::Instant::now();
+    let ctx = experiment::CaseCtx {
+        suite: &claim.suite,
+        claim: &claim.id,
+        replicate: pc.replicate,
+        seed: pc.seed,
+        checkpoint: Some(out.join("checkpoints").join(format!("{}.safetensors", pc.hash))),
+    };
+    let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
+        .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
+    let (status, reason, values) = match result {
+        Ok(v) => (CaseStatus::Ok, None, v),
+        Err(e) => (CaseStatus::Failed, Some(e), BTreeMap::new()),
+    };
+    CaseRecord {
+        schema_version: record::SCHEMA_VERSION,
+        diffscale_version: record::VERSION.into(),
+        git_commit: record::GIT_COMMIT.into(),
+        case_id: pc.case_id.clone(),
+        claim_id: claim.id.clone(),
+        suite_version: claim.suite_version,
+        row: pc.row.clone(),
+        replicate: pc.replicate,
+        seed: pc.seed,
+        profile: claim.profile.name().into(),
+        hash: pc.hash.clone(),
+        status,
+        reason,
+        values,
+        meta: experiment::meta(exp),
+        machine: machine.clone(),
+        started_unix: started,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
 }
 
 /// Read the records of `claims` from a run directory (missing ones are simply absent).

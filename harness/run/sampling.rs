@@ -113,32 +113,6 @@ pub fn metric_null(e: &MetricNullExp, ctx: &CaseCtx) -> Values {
     ])
 }
 
-/// Train one model of the family with this replicate's seed, and score its EMA weights.
-pub fn train_case(e: &crate::suite::TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values, String> {
-    let sized = e.models.iter().find(|m| m.label == row).ok_or("model vanished")?;
-    let data = e.data.build();
-    let model = crate::models::Mlp::new(
-        &sized.mlp,
-        e.training.prediction,
-        &candle_core::Device::Cpu,
-        ctx.seed_for(&format!("init/{row}")),
-    )
-    .map_err(|err| err.to_string())?;
-    if let Some(dir) = ctx.checkpoint.as_ref().and_then(|p| p.parent()) {
-        std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
-    }
-    let (report, ema) = crate::train::train(&model, &data, &e.training, ctx.seed, ctx.checkpoint.as_deref())?;
-    let trained = model.with_values(&ema).map_err(|err| err.to_string())?;
-    let err = crate::train::excess_error(&trained, &data, &e.training.schedule, e.eval_samples, ctx.seed_for("eval"))?;
-    Ok(Values::from([
-        ("params".into(), model.params.count() as f64),
-        ("train_flops".into(), report.train_flops),
-        ("steps".into(), report.steps as f64),
-        ("final_loss".into(), report.final_loss),
-        ("excess_error".into(), err),
-    ]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

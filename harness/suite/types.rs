@@ -443,22 +443,57 @@ pub struct MetricNullExp {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSweepExp {
-    /// Vector data (a Gaussian mixture).
+    /// Data with a known distribution: a Gaussian mixture (MLPs) or template images (DiT, UNet).
     pub data: DataSpec,
-    /// The family: one row per model.
+    /// The family: one row per model (per budget, with `budgets`).
     pub models: Vec<SizedModel>,
     pub training: crate::train::TrainSpec,
+    /// Training-FLOP budgets (3 × forward FLOPs × batch × steps): every model is trained once
+    /// per budget, an isoFLOP grid. Rows are then `label @ budget`, and `training.steps` must be
+    /// absent.
+    #[serde(default)]
+    pub budgets: Vec<f64>,
     /// Held-out (x0, t, ε) triples for the excess denoising error, shared by every row.
     pub eval_samples: usize,
+    /// Also draw samples from each trained model and score them by FD against the data.
+    #[serde(default)]
+    pub sample_fd: Option<SampleFd>,
     /// Training seeds per model.
     pub replicates: u32,
+}
+
+impl TrainSweepExp {
+    /// Row labels, in order: models, or (model, budget) pairs.
+    pub fn rows(&self) -> Vec<String> {
+        if self.budgets.is_empty() {
+            return self.models.iter().map(|m| m.label.clone()).collect();
+        }
+        self.models.iter().flat_map(|m| self.budgets.iter().map(move |b| Self::row(&m.label, *b))).collect()
+    }
+
+    pub fn row(label: &str, budget: f64) -> String {
+        format!("{label} @ {budget:.1e}")
+    }
+}
+
+/// FD between `samples` draws of the trained model (DDIM, `steps` steps, trailing spacing) and
+/// as many fresh draws of the data, in raw coordinates.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SampleFd {
+    pub samples: usize,
+    pub steps: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SizedModel {
     pub label: String,
-    pub mlp: crate::compute::MlpConfig,
+    /// A trainable family: `mlp`, `dit` or `unet`.
+    pub model: crate::compute::ModelConfig,
+    /// The paper's numbers for this model (e.g. its FID), as `printed.NAME` columns.
+    #[serde(default)]
+    pub printed: BTreeMap<String, f64>,
 }
 
 /// A known defect of a "generated" set, made from the same draws as the true set it is paired
@@ -513,6 +548,11 @@ pub enum Check {
     /// In every row the columns are strictly ordered (`decreasing`: first largest), each
     /// adjacent pair's relative gap having a paired-bootstrap interval above zero.
     Ordered(OrderedCheck),
+    /// Per `group` (a training budget), the `x` (a model size) minimising `y`: the vertex of a
+    /// parabola fitted to ln y against ln x. The power-law exponent of that optimum against
+    /// the group value lies in [min, max], and at the smallest group the optimum lies below the
+    /// largest x.
+    Optimum(OptimumCheck),
 }
 
 /// A row the paper is known to print wrongly. The row must violate the check; its verdict is
@@ -657,4 +697,16 @@ pub struct RatioCheck {
     pub max: Option<f64>,
     #[serde(default)]
     pub rows: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimumCheck {
+    pub x: String,
+    pub y: String,
+    pub group: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
 }

@@ -266,13 +266,7 @@ pub fn experiment(e: &Experiment) -> Problems {
         }
         Experiment::TrainSweep(t) => {
             data(&t.data, &mut p);
-            let dim = match &t.data {
-                crate::data::DataSpec::Gmm(g) => Some(g.dim as u64),
-                crate::data::DataSpec::Templates(_) => {
-                    p.push((vec![k("data")], "the MLP family trains on vector data: use `gmm`".into()));
-                    None
-                }
-            };
+            let dim = t.data.build_dim();
             if t.models.is_empty() {
                 p.push((vec![k("models")], "no models".into()));
             }
@@ -282,14 +276,36 @@ pub fn experiment(e: &Experiment) -> Problems {
                 &mut p,
             );
             for (i, m) in t.models.iter().enumerate() {
-                let at = vec![k("models"), Step::Index(i), k("mlp")];
-                model(&crate::compute::ModelConfig::Mlp(m.mlp.clone()), at.clone(), &mut p);
-                if dim.is_some_and(|d| d != m.mlp.data_dim) {
-                    p.push((at, format!("data_dim must equal the data's dim ({})", dim.unwrap_or(0))));
+                let at = vec![k("models"), Step::Index(i), k("model")];
+                model(&m.model, at.clone(), &mut p);
+                if !matches!(m.model, ModelConfig::Mlp(_) | ModelConfig::Dit(_) | ModelConfig::Unet(_)) {
+                    p.push((at, format!("the `{}` family cannot be trained: use mlp, dit or unet", m.model.family())));
+                } else if dim.is_some_and(|d| d != m.model.data_dim()) {
+                    let what = "the model's input (data_dim, or input_size² × in_channels) must match the data";
+                    p.push((at, format!("{what}: the data has {} values per sample", dim.unwrap_or(0))));
                 }
             }
-            for (f, msg) in t.training.validate() {
+            // With budgets, each case gets its budget as `flop_budget`.
+            let mut training = t.training.clone();
+            if training.steps.is_none() && training.flop_budget.is_none() {
+                training.flop_budget = t.budgets.first().copied();
+            }
+            for (f, msg) in training.validate() {
                 p.push((vec![k("training"), k(&f)], format!("{f}: {msg}")));
+            }
+            if !t.budgets.is_empty() {
+                if t.training.steps.is_some() || t.training.flop_budget.is_some() {
+                    p.push((vec![k("budgets")], "with `budgets`, give neither training.steps nor flop_budget".into()));
+                }
+                if !t.budgets.iter().all(|b| positive(*b)) {
+                    p.push((vec![k("budgets")], "budgets must be positive FLOP counts".into()));
+                }
+            }
+            if let Some(f) = &t.sample_fd {
+                sample_count(f.samples, "sample_fd.samples", &mut p);
+                if !(1..=1000).contains(&f.steps) {
+                    p.push((vec![k("sample_fd"), k("steps")], "steps must be between 1 and 1000".into()));
+                }
             }
             sample_count(t.eval_samples, "eval_samples", &mut p);
             replicates(t.replicates, &mut p);
@@ -441,8 +457,13 @@ pub fn columns(e: &Experiment) -> Columns {
             c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
         }
         Experiment::TrainSweep(t) => {
-            c.measured = ["params", "train_flops", "steps", "final_loss", "excess_error"].map(String::from).into();
-            c.rows = t.models.iter().map(|m| m.label.clone()).collect();
+            let cols = ["params", "forward_gflops", "budget", "train_flops", "steps", "final_loss", "excess_error"];
+            c.measured = cols.map(String::from).into();
+            if t.sample_fd.is_some() {
+                c.measured.insert("fd".into());
+            }
+            c.printed = t.models.iter().flat_map(|m| m.printed.keys().cloned()).collect();
+            c.rows = t.rows();
         }
         Experiment::MetricNull(_) => {
             let cols =
@@ -541,6 +562,10 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
         Check::Exponent(m) => {
             CheckRefs { band: Some((m.min, m.max)), ..plain("exponent", vec![("x", &m.x), ("y", &m.y)]) }
         }
+        Check::Optimum(m) => CheckRefs {
+            band: Some((m.min, m.max)),
+            ..plain("optimum", vec![("x", &m.x), ("y", &m.y), ("group", &m.group)])
+        },
         Check::Ordered(m) => {
             let mut refs: Vec<(&'static str, &String)> = m.columns.iter().map(|c| ("columns", c)).collect();
             refs.extend(m.x.as_ref().map(|x| ("x", x)));
@@ -577,12 +602,6 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
                 ));
             }
         }
-        if let Check::Ordered(o) = chk {
-            if o.columns.len() < 2 {
-                let at = vec![k("expect"), Step::Index(i), k("ordered"), k("columns")];
-                p.push((at, "an order needs at least two columns".into()));
-            }
-        }
         if let Check::Within(w) = chk {
             if w.reference.is_none() && !cols.printed.contains(w.value.trim_start_matches("printed.")) {
                 p.push((at("value"), format!("no printed column `{}` to compare with; give `reference`", w.value)));
@@ -608,7 +627,7 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
             if !cols.rows.contains(r) {
                 p.push((
                     vec![k("expect"), Step::Index(i), k(kind), k("rows"), Step::Index(j)],
-                    format!("no row `{r}`"),
+                    format!("no row `{r}` (rows: {})", cols.rows.join(", ")),
                 ));
             }
         }

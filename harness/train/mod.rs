@@ -7,7 +7,7 @@
 
 use crate::data::Gmm;
 use crate::diffusion::{target, x0_eps, PredictionType, Schedule, Time};
-use crate::models::{rows_tensor, tensor_rows, Mlp};
+use crate::models::{rows_tensor, tensor_rows, Network};
 use crate::run::seed::{substream, Rng};
 use candle_core::{Tensor, Var};
 use schemars::JsonSchema;
@@ -144,8 +144,49 @@ impl AdamW {
     }
 }
 
+/// Clipping, AdamW and the EMA in one pass over each parameter's values, on the CPU. The same
+/// arithmetic as the tensor path (`AdamW::update`), without its ~20 small tensor ops per
+/// parameter, which dominate a step of the small models the CPU profiles train.
+#[allow(clippy::too_many_arguments)]
+fn fused_cpu_update(
+    vars: &[(String, Var)],
+    grads: &[Tensor],
+    opt: &mut AdamW,
+    ema: &mut [Tensor],
+    clip: f64,
+    lr: f64,
+    wd: f64,
+    beta: f64,
+) -> candle_core::Result<()> {
+    let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let g: Vec<Vec<f32>> = grads.iter().map(flat).collect::<Result<_, _>>()?;
+    let norm = g.iter().flatten().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+    let scale = (clip / norm.max(1e-12)).min(1.0);
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    opt.step += 1;
+    let (c1, c2) = (1.0 - b1.powi(opt.step as i32), 1.0 - b2.powi(opt.step as i32));
+    for (i, (_, var)) in vars.iter().enumerate() {
+        let shape = var.shape().clone();
+        let dev = var.device().clone();
+        let (mut p, mut m, mut v, mut e) = (flat(var.as_tensor())?, flat(&opt.m[i])?, flat(&opt.v[i])?, flat(&ema[i])?);
+        for k in 0..p.len() {
+            let gk = f64::from(g[i][k]) * scale;
+            let mk = b1 * f64::from(m[k]) + (1.0 - b1) * gk;
+            let vk = b2 * f64::from(v[k]) + (1.0 - b2) * gk * gk;
+            let step = (mk / c1) / ((vk / c2).sqrt() + eps);
+            let pk = f64::from(p[k]) * (1.0 - lr * wd) - lr * step;
+            (m[k], v[k], p[k]) = (mk as f32, vk as f32, pk as f32);
+            e[k] = (beta * f64::from(e[k]) + (1.0 - beta) * pk) as f32;
+        }
+        let back = |x: Vec<f32>| Tensor::from_vec(x, &shape, &dev);
+        var.set(&back(p)?)?;
+        (opt.m[i], opt.v[i], ema[i]) = (back(m)?, back(v)?, back(e)?);
+    }
+    Ok(())
+}
+
 /// The training batch of step `s`: clean data, labels (some dropped), timesteps and noise.
-fn batch(data: &Gmm, spec: &TrainSpec, seed: u64, s: u64) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
+fn batch(data: &Gmm, spec: &TrainSpec, null: usize, seed: u64, s: u64) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
     let base = substream(seed, s);
     let (x0, mut labels) = data.sample(substream(base, 0), 0, spec.batch, None);
     let mut rng = Rng::new(substream(base, 1));
@@ -154,34 +195,34 @@ fn batch(data: &Gmm, spec: &TrainSpec, seed: u64, s: u64) -> (Vec<f64>, Vec<usiz
     let eps: Vec<f64> = (0..x0.len()).map(|_| rng.normal()).collect();
     for l in labels.iter_mut() {
         if rng.uniform() < spec.label_dropout {
-            *l = data.classes; // the null class
+            *l = null;
         }
     }
     (x0, labels, t, eps)
 }
 
 /// Save parameters, EMA, optimizer moments and the step, atomically.
-fn save(path: &Path, model: &Mlp, ema: &[Tensor], opt: &AdamW) -> candle_core::Result<()> {
+fn save(path: &Path, model: &dyn Network, ema: &[Tensor], opt: &AdamW) -> candle_core::Result<()> {
     let mut map: HashMap<String, Tensor> = HashMap::new();
-    for (i, (name, v)) in model.params.vars.iter().enumerate() {
+    for (i, (name, v)) in model.params().vars.iter().enumerate() {
         map.insert(format!("param.{name}"), v.as_tensor().clone());
         map.insert(format!("ema.{name}"), ema[i].clone());
         map.insert(format!("adam_m.{name}"), opt.m[i].clone());
         map.insert(format!("adam_v.{name}"), opt.v[i].clone());
     }
-    map.insert("step".into(), Tensor::new(&[opt.step as u32], model.params.device())?);
+    map.insert("step".into(), Tensor::new(&[opt.step as u32], model.params().device())?);
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     candle_core::safetensors::save(&map, &tmp)?;
     std::fs::rename(&tmp, path).map_err(candle_core::Error::wrap)
 }
 
 /// Restore a checkpoint into `model`, returning the EMA, optimizer and step.
-fn load(path: &Path, model: &Mlp) -> candle_core::Result<(Vec<Tensor>, AdamW)> {
-    let map = candle_core::safetensors::load(path, model.params.device())?;
+fn load(path: &Path, model: &dyn Network) -> candle_core::Result<(Vec<Tensor>, AdamW)> {
+    let map = candle_core::safetensors::load(path, model.params().device())?;
     let get = |k: &str| map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")));
     let mut ema = vec![];
     let mut opt = AdamW { m: vec![], v: vec![], step: get("step")?.to_vec1::<u32>()?[0] as u64 };
-    for (name, v) in &model.params.vars {
+    for (name, v) in &model.params().vars {
         v.set(&get(&format!("param.{name}"))?)?;
         ema.push(get(&format!("ema.{name}"))?);
         opt.m.push(get(&format!("adam_m.{name}"))?);
@@ -193,7 +234,7 @@ fn load(path: &Path, model: &Mlp) -> candle_core::Result<(Vec<Tensor>, AdamW)> {
 /// Train `model` on `data`; returns the report and the EMA weights. With `checkpoint`, progress
 /// is saved there and a run that finds one resumes from it (and removes it when done).
 pub fn train(
-    model: &Mlp,
+    model: &dyn Network,
     data: &Gmm,
     spec: &TrainSpec,
     seed: u64,
@@ -204,7 +245,7 @@ pub fn train(
 
 /// `train`, stopping (as if killed) once `stop_after` steps are done.
 pub(crate) fn train_until(
-    model: &Mlp,
+    model: &dyn Network,
     data: &Gmm,
     spec: &TrainSpec,
     seed: u64,
@@ -212,10 +253,14 @@ pub(crate) fn train_until(
     stop_after: Option<u64>,
 ) -> Result<(Trained, Vec<Tensor>), String> {
     let err = |e: candle_core::Error| format!("training failed: {e}");
-    let d = model.cfg.data_dim as usize;
-    let fwd_macs = model.cfg.count().total().macs.values().sum::<f64>();
+    let d = model.config().data_dim();
+    if d != data.dim {
+        return Err(format!("the model takes {d} values per sample but the data has {}", data.dim));
+    }
+    let null = model.classes().unwrap_or(data.classes);
+    let fwd_macs = model.forward_macs();
     let total = spec.steps_for(fwd_macs);
-    let vars = &model.params.vars;
+    let vars = &model.params().vars;
     let (mut ema, mut opt) = match checkpoint.filter(|p| p.is_file()) {
         Some(p) => load(p, model).map_err(err)?,
         None => (
@@ -228,7 +273,7 @@ pub(crate) fn train_until(
     let beta = 1.0 - 1.0 / (spec.ema_fraction * total as f64).max(1.0);
     let mut loss_value = f64::NAN;
     for s in opt.step..total {
-        let (x0, labels, t, eps) = batch(data, spec, seed, s);
+        let (x0, labels, t, eps) = batch(data, spec, null, seed, s);
         let times: Vec<Time> = t.iter().map(|ti| Time::from_alpha_bar(*ti, ac[*ti as usize])).collect();
         let xt: Vec<f64> = x0
             .chunks(d)
@@ -242,10 +287,10 @@ pub(crate) fn train_until(
             .zip(&times)
             .flat_map(|((x, e), at)| target(spec.prediction, x, e, *at))
             .collect();
-        let dev = model.params.device();
+        let dev = model.params().device();
         let mut step = || -> candle_core::Result<f64> {
-            let out = model.forward(&rows_tensor(&xt, d, dev)?, &t, model.cfg.classes.map(|_| labels.as_slice()))?;
-            let loss = (out - rows_tensor(&tgt, d, dev)?.to_dtype(model.params.dtype())?)?.sqr()?.mean_all()?;
+            let out = model.forward(&rows_tensor(&xt, d, dev)?, &t, model.classes().map(|_| labels.as_slice()))?;
+            let loss = (out - rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?)?.sqr()?.mean_all()?;
             let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             if !value.is_finite() {
                 return Ok(value);
@@ -257,11 +302,16 @@ pub(crate) fn train_until(
                     grads.get(v).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached `{n}`")))
                 })
                 .collect::<Result<_, _>>()?;
+            let (lr, wd) = (spec.learning_rate_at(s, total), spec.weight_decay);
+            if dev.is_cpu() && model.params().dtype() == candle_core::DType::F32 {
+                fused_cpu_update(vars, &g, &mut opt, &mut ema, spec.clip, lr, wd, beta)?;
+                return Ok(value);
+            }
             let sq = |t: &Tensor| t.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>();
             let norm = g.iter().map(sq).collect::<Result<Vec<f64>, _>>()?.iter().sum::<f64>().sqrt();
             let scale = (spec.clip / norm.max(1e-12)).min(1.0);
             let g: Vec<Tensor> = g.iter().map(|t| t * scale).collect::<Result<_, _>>()?;
-            opt.update(vars, &g, spec.learning_rate_at(s, total), spec.weight_decay)?;
+            opt.update(vars, &g, lr, wd)?;
             for (e, (_, v)) in ema.iter_mut().zip(vars) {
                 *e = ((&*e * beta)? + (v.as_tensor().detach() * (1.0 - beta))?)?;
             }
@@ -288,29 +338,39 @@ pub(crate) fn train_until(
 }
 
 /// Held-out excess denoising error E‖x̂0_θ − D*‖² (per sample, summed over coordinates) on a
-/// fixed bank of (x0, t, ε): the part of the model's error above the Bayes error.
-pub fn excess_error(model: &Mlp, data: &Gmm, schedule: &Schedule, samples: usize, seed: u64) -> Result<f64, String> {
+/// fixed bank of (x0, t, ε): the part of the model's error above the Bayes error. A
+/// class-conditional model is scored given each sample's class, against the class-conditional
+/// oracle.
+pub fn excess_error(
+    model: &dyn Network,
+    data: &Gmm,
+    schedule: &Schedule,
+    samples: usize,
+    seed: u64,
+) -> Result<f64, String> {
     let d = data.dim;
     let ac = schedule.alphas_cumprod();
-    let (x0, _) = data.sample(substream(seed, 0), 0, samples, None);
+    let (x0, labels) = data.sample(substream(seed, 0), 0, samples, None);
     let mut rng = Rng::new(substream(seed, 1));
     let mut total = 0.0;
     // Evaluate in chunks of rows sharing one timestep from an even grid over the schedule.
     let levels = 16;
-    for (li, chunk) in x0.chunks(d * samples.div_ceil(levels)).enumerate() {
+    let per = samples.div_ceil(levels);
+    for (li, (chunk, cls)) in x0.chunks(d * per).zip(labels.chunks(per)).enumerate() {
         let ti = ((li as f64 + 0.5) / levels as f64 * (ac.len() - 1) as f64).round();
         let at = Time::from_alpha_bar(ti, ac[ti as usize]);
         let xt: Vec<f64> = chunk.iter().map(|x| at.alpha * x + at.sigma * rng.normal()).collect();
+        let cls = model.classes().map(|_| cls);
         let out = model
             .forward(
-                &rows_tensor(&xt, d, model.params.device()).map_err(|e| e.to_string())?,
+                &rows_tensor(&xt, d, model.params().device()).map_err(|e| e.to_string())?,
                 &vec![ti; chunk.len() / d],
-                None,
+                cls,
             )
             .and_then(|o| tensor_rows(&o))
             .map_err(|e| e.to_string())?;
-        let (x0_hat, _) = x0_eps(model.prediction, &out, &xt, at);
-        let oracle = data.denoise(&xt, at.alpha, at.sigma, None);
+        let (x0_hat, _) = x0_eps(model.prediction(), &out, &xt, at);
+        let oracle = data.denoise(&xt, at.alpha, at.sigma, cls);
         // Per-sample mean over this chunk, weighted back to a sum.
         total += crate::metrics::excess_denoising_error(&x0_hat, &oracle, d) * (chunk.len() / d) as f64;
     }

@@ -2,7 +2,8 @@ use super::*;
 use crate::compute::MlpConfig;
 use crate::data::GmmSpec;
 use crate::diffusion::BetaSchedule;
-use candle_core::{DType, Device};
+use crate::models::Mlp;
+use candle_core::Device;
 
 fn cfg(classes: Option<u64>) -> MlpConfig {
     MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes }
@@ -30,69 +31,6 @@ fn spec(steps: u64) -> TrainSpec {
     }
 }
 
-#[test]
-fn parameter_and_mac_counts_match_the_analytic_config() {
-    for classes in [None, Some(3)] {
-        let c = cfg(classes);
-        let m = Mlp::new(&c, PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
-        let analytic = c.count().total();
-        assert_eq!(m.params.count() as u64, analytic.params, "{classes:?}");
-        let x = Tensor::zeros((5, 4), DType::F32, &Device::Cpu).unwrap();
-        m.forward(&x, &[1.0; 5], classes.map(|_| &[0usize, 1, 2, 0, 1][..])).unwrap();
-        let per_sample = m.macs.take() / 5.0;
-        assert_eq!(per_sample, analytic.macs.values().sum::<f64>(), "{classes:?}");
-    }
-}
-
-/// The loss of an f64 model, as a function of one parameter entry, by central differences
-/// against candle's backward: catches any op whose gradient candle drops or gets wrong.
-#[test]
-fn gradients_match_finite_differences() {
-    let c = cfg(Some(2));
-    let m = Mlp::with_dtype(&c, PredictionType::Epsilon, &Device::Cpu, DType::F64, 7).unwrap();
-    // Zero-initialised layers would hide gradients through them: give everything a value.
-    let mut r = Rng::new(5);
-    for (_, v) in &m.params.vars {
-        let n = v.elem_count();
-        let t =
-            Tensor::from_vec((0..n).map(|_| 0.3 * r.normal()).collect::<Vec<f64>>(), v.shape(), &Device::Cpu).unwrap();
-        v.set(&t).unwrap();
-    }
-    let x = Tensor::from_vec((0..12).map(|_| r.normal()).collect::<Vec<f64>>(), (3, 4), &Device::Cpu).unwrap();
-    let y = Tensor::from_vec((0..12).map(|_| r.normal()).collect::<Vec<f64>>(), (3, 4), &Device::Cpu).unwrap();
-    let labels = [0usize, 1, 2];
-    let loss = |m: &Mlp| {
-        m.forward(&x, &[10.0, 500.0, 990.0], Some(&labels)).unwrap().sub(&y).unwrap().sqr().unwrap().sum_all().unwrap()
-    };
-    let grads = loss(&m).backward().unwrap();
-    for (name, v) in &m.params.vars {
-        let g = grads
-            .get(v)
-            .unwrap_or_else(|| panic!("no gradient reached `{name}`"))
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        for i in [0, base.len() / 2, base.len() - 1] {
-            let at = |delta: f64| {
-                let mut p = base.clone();
-                p[i] += delta;
-                v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap()).unwrap();
-                loss(&m).to_scalar::<f64>().unwrap()
-            };
-            let h = 1e-6;
-            let fd = (at(h) - at(-h)) / (2.0 * h);
-            v.set(&Tensor::from_vec(base.clone(), v.shape(), &Device::Cpu).unwrap()).unwrap();
-            assert!(
-                (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
-                "{name}[{i}]: finite difference {fd}, backward {}",
-                g[i]
-            );
-        }
-    }
-}
-
 fn bits(ts: &[Tensor]) -> Vec<u32> {
     ts.iter().flat_map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).map(f32::to_bits).collect()
 }
@@ -102,7 +40,9 @@ fn training_is_bitwise_deterministic_and_learns() {
     let run = || {
         let m = Mlp::new(&cfg(Some(2)), PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
         let (t, ema) = train(&m, &data(), &spec(300), 9, None).unwrap();
-        let err = excess_error(&m.with_values(&ema).unwrap(), &data(), &spec(1).schedule, 512, 4).unwrap();
+        let err =
+            excess_error(crate::models::with_values(&m, &ema).unwrap().as_ref(), &data(), &spec(1).schedule, 512, 4)
+                .unwrap();
         (t, bits(&ema), err)
     };
     let (a, b) = (run(), run());

@@ -1,0 +1,127 @@
+//! One training step and one forward pass of each trainable family, on the CPU.
+//!
+//! Criterion reports time per iteration and throughput in samples/s (elements = samples). The
+//! benchmark id carries the analytic FLOPs of the iteration, so achieved GFLOP/s is that number
+//! divided by the reported time: a training step costs 3 × forward FLOPs (forward, and a
+//! backward of about twice the forward), FLOPs = 2 × MACs.
+//!
+//! `RAYON_NUM_THREADS` sets candle's threads (1 and 2 are the numbers to compare with
+//! `benches/torch_reference.py`, which builds the same three models in PyTorch):
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 cargo bench --bench train_step
+//! python3 benches/torch_reference.py --threads 1
+//! ```
+
+use candle_core::{DType, Device, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use diffscale::compute::dit::{DitBlock, DitConfig};
+use diffscale::compute::{MlpConfig, ModelConfig, UnetConfig};
+use diffscale::data::{DataSpec, Gmm, GmmSpec, TemplateSpec};
+use diffscale::diffusion::{BetaSchedule, PredictionType, Schedule};
+use diffscale::models::build;
+use diffscale::train::{train, TrainSpec};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The models `torch_reference.py` mirrors, with their batch sizes and data.
+fn cases() -> Vec<(&'static str, ModelConfig, usize, Gmm)> {
+    let images = |size| {
+        DataSpec::Templates(TemplateSpec {
+            size,
+            shapes: vec![diffscale::data::templates::Shape::Square, diffscale::data::templates::Shape::Disk],
+            colours: vec![[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]],
+            grid: 2,
+            scales: vec![0.5],
+            noise: 0.1,
+        })
+        .build()
+    };
+    let dit = DitConfig {
+        depth: 4,
+        hidden: 128,
+        heads: 4,
+        patch: 2,
+        input_size: 16,
+        in_channels: 3,
+        learn_sigma: false,
+        num_classes: 6,
+        block: DitBlock::AdalnZero,
+        mlp_ratio: 4.0,
+    };
+    let unet = UnetConfig {
+        channels: 32,
+        channel_mult: vec![1, 2],
+        layers_per_block: 1,
+        transformer_depth: vec![0, 1],
+        mid_transformer_depth: None,
+        cross_attention_dim: None,
+        context_tokens: 0,
+        heads: 4,
+        addition_embed_dim: None,
+        num_classes: Some(7),
+        sample_size: 16,
+        in_channels: 3,
+        out_channels: 3,
+        norm_groups: 8,
+    };
+    let mlp = MlpConfig { data_dim: 8, width: 128, depth: 2, time_features: 64, classes: None };
+    let gmm = GmmSpec { dim: 8, components: 8, classes: 8, radius: 1.0, std: 0.15, seed: 11 }.build();
+    vec![
+        ("dit", ModelConfig::Dit(dit), 64, images(16)),
+        ("unet", ModelConfig::Unet(unet), 64, images(16)),
+        ("mlp", ModelConfig::Mlp(mlp), 128, gmm),
+    ]
+}
+
+fn spec(steps: u64, batch: usize) -> TrainSpec {
+    TrainSpec {
+        steps: Some(steps),
+        flop_budget: None,
+        batch,
+        learning_rate: 1e-4,
+        weight_decay: 0.0,
+        warmup_fraction: 0.0,
+        final_lr_fraction: 1.0,
+        ema_fraction: 0.5,
+        clip: 1.0,
+        label_dropout: 0.1,
+        prediction: PredictionType::Epsilon,
+        schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false },
+        checkpoint_every: 1_000_000,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    for (name, cfg, batch, data) in cases() {
+        let net = build(&cfg, PredictionType::Epsilon, &dev, DType::F32, 1).expect("builds");
+        let fwd_flops = 2.0 * net.forward_macs();
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        // A run of 5 steps per iteration amortises the optimizer's set-up (moments, EMA copy).
+        let steps = 5u64;
+        g.throughput(Throughput::Elements(batch as u64 * steps));
+        let id = format!(
+            "train_5_steps/{} params/{:.3} GFLOP",
+            net.params().count(),
+            3.0 * fwd_flops * (batch as f64 * steps as f64) / 1e9
+        );
+        g.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.iter(|| train(net.as_ref(), &data, &spec(steps, batch), 1, None).expect("trains"))
+        });
+        let x = Tensor::randn(0f32, 1.0, (batch, cfg.data_dim()), &dev).expect("input");
+        let t: Vec<f64> = (0..batch).map(|i| (i * 997 % 1000) as f64).collect();
+        let labels: Option<Vec<usize>> = net.classes().map(|k| (0..batch).map(|i| i % k).collect());
+        g.throughput(Throughput::Elements(batch as u64));
+        let id = format!("forward/{:.3} GFLOP", fwd_flops * batch as f64 / 1e9);
+        g.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.iter(|| net.forward(&x, &t, labels.as_deref()).expect("forward"))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,229 @@
+//! DiT (Peebles & Xie 2023), readable in one file, built from the `compute::DitConfig` that
+//! counts it. Mirrors `facebookresearch/DiT` `models.py` on channel-last images [B, H, W, C]:
+//! patchify (the k = stride = p conv as a linear map on patches) + fixed 2-D sin-cos position
+//! embedding; c = t_emb + y_emb; N blocks of one of the four designs of §3.2 / Fig. 3; final
+//! layer; unpatchify. When `learn_sigma`, the Σ channels are produced (and counted) but only
+//! the first `in_channels` are the prediction.
+
+use super::gelu::gelu;
+use super::layers::{attention, layer_norm, linear, modulate};
+use super::{timestep_features, Init, MacCounter, Network, Params, Result};
+use crate::compute::dit::{DitBlock, DitConfig};
+use crate::compute::ModelConfig;
+use crate::diffusion::PredictionType;
+use crate::run::seed::Rng;
+use candle_core::{DType, Device, Tensor, Var, D};
+
+/// Width of the sinusoidal timestep features (DiT's `frequency_embedding_size`).
+const FREQ: usize = 256;
+const EPS: f64 = 1e-6;
+
+type Lin = (Var, Var);
+
+struct Block {
+    qkv: Lin,
+    proj: Lin,
+    fc1: Lin,
+    fc2: Lin,
+    /// adaLN(-Zero): the modulation regressed from c (4d or 6d outputs).
+    ada: Option<Lin>,
+    /// Cross-attention: q from the tokens, k and v from [t_emb; y_emb], output projection.
+    cross: Option<(Lin, Lin, Lin)>,
+}
+
+pub struct Dit {
+    pub cfg: DitConfig,
+    pub prediction: PredictionType,
+    pub params: Params,
+    pub macs: MacCounter,
+    patch: Lin,
+    pos: Tensor,
+    t1: Lin,
+    t2: Lin,
+    label: Var,
+    blocks: Vec<Block>,
+    final_ada: Option<Lin>,
+    out: Lin,
+}
+
+/// Fixed 2-D sin-cos position embedding [tokens, d]: half the width encodes the row, half the
+/// column, each as [sin(pos·ω_k), cos(pos·ω_k)] with ω_k = 10000^(−k/(d/4)).
+fn pos_embed(side: usize, d: usize, device: &Device) -> Result<Tensor> {
+    let quarter = d / 4;
+    let mut v = Vec::with_capacity(side * side * d);
+    for row in 0..side {
+        for col in 0..side {
+            for pos in [row, col] {
+                let omega = |k: usize| (10000f64).powf(-(k as f64) / quarter.max(1) as f64);
+                v.extend((0..quarter).map(|k| (pos as f64 * omega(k)).sin() as f32));
+                v.extend((0..quarter).map(|k| (pos as f64 * omega(k)).cos() as f32));
+            }
+            v.extend(std::iter::repeat_n(0.0, d - 4 * quarter));
+        }
+    }
+    Tensor::from_vec(v, (side * side, d), device)
+}
+
+impl Dit {
+    pub fn new(cfg: &DitConfig, prediction: PredictionType, device: &Device, dtype: DType, seed: u64) -> Result<Self> {
+        let mut rng = Rng::new(seed);
+        let mut p = Params::new(device, dtype);
+        let d = cfg.hidden as usize;
+        let (pp, cin) = (cfg.patch as usize, cfg.in_channels as usize);
+        let mut lin = |p: &mut Params, name: &str, i: usize, o: usize, init: Init| -> Result<Lin> {
+            Ok((
+                p.add(&format!("{name}.w"), &[i, o], init, &mut rng)?,
+                p.add(&format!("{name}.b"), &[o], Init::Zeros, &mut rng)?,
+            ))
+        };
+        let patch = lin(&mut p, "patch", pp * pp * cin, d, Init::Xavier)?;
+        let t1 = lin(&mut p, "t1", FREQ, d, Init::Normal(0.02))?;
+        let t2 = lin(&mut p, "t2", d, d, Init::Normal(0.02))?;
+        let mut blocks = vec![];
+        let hidden = cfg.mlp_hidden() as usize;
+        for i in 0..cfg.depth {
+            let b = format!("b{i}");
+            blocks.push(Block {
+                qkv: lin(&mut p, &format!("{b}.qkv"), d, 3 * d, Init::Xavier)?,
+                proj: lin(&mut p, &format!("{b}.proj"), d, d, Init::Xavier)?,
+                fc1: lin(&mut p, &format!("{b}.fc1"), d, hidden, Init::Xavier)?,
+                fc2: lin(&mut p, &format!("{b}.fc2"), hidden, d, Init::Xavier)?,
+                ada: match cfg.block {
+                    // adaLN-Zero: every block starts as the identity (§3.2).
+                    DitBlock::AdalnZero => Some(lin(&mut p, &format!("{b}.ada"), d, 6 * d, Init::Zeros)?),
+                    DitBlock::Adaln => Some(lin(&mut p, &format!("{b}.ada"), d, 4 * d, Init::Normal(0.02))?),
+                    _ => None,
+                },
+                cross: match cfg.block {
+                    DitBlock::CrossAttention => Some((
+                        lin(&mut p, &format!("{b}.xq"), d, d, Init::Xavier)?,
+                        lin(&mut p, &format!("{b}.xkv"), d, 2 * d, Init::Xavier)?,
+                        lin(&mut p, &format!("{b}.xo"), d, d, Init::Xavier)?,
+                    )),
+                    _ => None,
+                },
+            });
+        }
+        let adaptive = matches!(cfg.block, DitBlock::AdalnZero | DitBlock::Adaln);
+        let final_ada = if adaptive { Some(lin(&mut p, "final.ada", d, 2 * d, Init::Zeros)?) } else { None };
+        let out = lin(&mut p, "final.out", d, pp * pp * cfg.out_channels() as usize, Init::Zeros)?;
+        let label = p.add("label", &[cfg.num_classes as usize + 1, d], Init::Normal(0.02), &mut rng)?;
+        let pos = pos_embed((cfg.input_size / cfg.patch) as usize, d, device)?.to_dtype(dtype)?;
+        Ok(Dit {
+            cfg: cfg.clone(),
+            prediction,
+            params: p,
+            macs: MacCounter::default(),
+            patch,
+            pos,
+            t1,
+            t2,
+            label,
+            blocks,
+            final_ada,
+            out,
+        })
+    }
+
+    fn lin(&self, x: &Tensor, l: &Lin) -> Result<Tensor> {
+        linear(x, &l.0, Some(&l.1), &self.macs)
+    }
+
+    fn self_attention(&self, x: &Tensor, b: &Block) -> Result<Tensor> {
+        let qkv = self.lin(x, &b.qkv)?.chunk(3, D::Minus1)?;
+        let a = attention(&qkv[0], &qkv[1], &qkv[2], self.cfg.heads as usize, &self.macs)?;
+        self.lin(&a, &b.proj)
+    }
+
+    fn mlp(&self, x: &Tensor, b: &Block) -> Result<Tensor> {
+        self.lin(&gelu(&self.lin(x, &b.fc1)?)?, &b.fc2)
+    }
+
+    fn block(&self, x: Tensor, b: &Block, c: &Tensor, cond_tokens: &Tensor) -> Result<Tensor> {
+        let n = |x: &Tensor| layer_norm(x, EPS);
+        match (self.cfg.block, &b.ada, &b.cross) {
+            (DitBlock::AdalnZero, Some(ada), _) => {
+                let m = self.lin(&c.silu()?, ada)?.chunk(6, D::Minus1)?;
+                let gate = |g: &Tensor, y: Tensor| y.broadcast_mul(&g.unsqueeze(1)?);
+                let x = (&x + gate(&m[2], self.self_attention(&modulate(&n(&x)?, &m[0], &m[1])?, b)?)?)?;
+                &x + gate(&m[5], self.mlp(&modulate(&n(&x)?, &m[3], &m[4])?, b)?)?
+            }
+            (DitBlock::Adaln, Some(ada), _) => {
+                let m = self.lin(&c.silu()?, ada)?.chunk(4, D::Minus1)?;
+                let x = (&x + self.self_attention(&modulate(&n(&x)?, &m[0], &m[1])?, b)?)?;
+                &x + self.mlp(&modulate(&n(&x)?, &m[2], &m[3])?, b)?
+            }
+            (DitBlock::CrossAttention, _, Some((q, kv, o))) => {
+                let x = (&x + self.self_attention(&n(&x)?, b)?)?;
+                let kv = self.lin(cond_tokens, kv)?.chunk(2, D::Minus1)?;
+                let a = attention(&self.lin(&n(&x)?, q)?, &kv[0], &kv[1], self.cfg.heads as usize, &self.macs)?;
+                let x = (&x + self.lin(&a, o)?)?;
+                &x + self.mlp(&n(&x)?, b)?
+            }
+            _ => {
+                let x = (&x + self.self_attention(&n(&x)?, b)?)?;
+                &x + self.mlp(&n(&x)?, b)?
+            }
+        }
+    }
+}
+
+impl Network for Dit {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    fn macs(&self) -> &MacCounter {
+        &self.macs
+    }
+    fn config(&self) -> ModelConfig {
+        ModelConfig::Dit(self.cfg.clone())
+    }
+    fn prediction(&self) -> PredictionType {
+        self.prediction
+    }
+    fn classes(&self) -> Option<usize> {
+        Some(self.cfg.num_classes as usize)
+    }
+
+    fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
+        let (dev, dt) = (self.params.device(), self.params.dtype());
+        let cfg = &self.cfg;
+        let (bsz, s, p, cin) = (t.len(), cfg.input_size as usize, cfg.patch as usize, cfg.in_channels as usize);
+        let side = s / p;
+        // [B, H, W, C] → [B, T, p·p·C], tokens in row-major order of the patch grid.
+        let patches = x.to_dtype(dt)?.reshape((bsz, side, p, side, p, cin))?.permute((0, 1, 3, 2, 4, 5))?;
+        let tokens =
+            self.lin(&patches.reshape((bsz, side * side, p * p * cin))?, &self.patch)?.broadcast_add(&self.pos)?;
+
+        let tf = timestep_features(t, FREQ, dev)?.to_dtype(dt)?;
+        let t_emb = self.lin(&self.lin(&tf, &self.t1)?.silu()?, &self.t2)?;
+        let null = cfg.num_classes as u32;
+        let ids: Vec<u32> = match label {
+            Some(l) => l.iter().map(|v| *v as u32).collect(),
+            None => vec![null; bsz],
+        };
+        let y_emb = self.label.as_tensor().index_select(&Tensor::from_vec(ids, bsz, dev)?, 0)?;
+        let c = (&t_emb + &y_emb)?;
+        let cond_tokens = Tensor::stack(&[&t_emb, &y_emb], 1)?;
+
+        let in_context = cfg.block == DitBlock::InContext;
+        let mut h = if in_context { Tensor::cat(&[&cond_tokens, &tokens], 1)? } else { tokens };
+        for b in &self.blocks {
+            h = self.block(h, b, &c, &cond_tokens)?;
+        }
+        if in_context {
+            h = h.narrow(1, 2, side * side)?;
+        }
+        let h = layer_norm(&h, EPS)?;
+        let h = match &self.final_ada {
+            Some(ada) => {
+                let m = self.lin(&c.silu()?, ada)?.chunk(2, D::Minus1)?;
+                modulate(&h, &m[0], &m[1])?
+            }
+            None => h,
+        };
+        let cout = cfg.out_channels() as usize;
+        let out = self.lin(&h, &self.out)?.reshape((bsz, side, side, p, p, cout))?.permute((0, 1, 3, 2, 4, 5))?;
+        out.reshape((bsz, s, s, cout))?.narrow(3, 0, cin)?.reshape((bsz, s * s * cin))
+    }
+}

@@ -1,0 +1,151 @@
+//! Every trainable model: its parameters and forward MACs equal the analytic count of the
+//! config that built it, and every parameter's gradient matches central finite differences (in
+//! f64), which catches any op whose gradient candle drops or gets wrong (candle.md §1).
+
+use super::*;
+use crate::compute::dit::{DitBlock, DitConfig};
+use crate::compute::{MlpConfig, UnetConfig};
+use candle_core::{DType, Device, Tensor};
+
+fn mlp(classes: Option<u64>) -> ModelConfig {
+    ModelConfig::Mlp(MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes })
+}
+
+fn dit(block: DitBlock, learn_sigma: bool) -> ModelConfig {
+    ModelConfig::Dit(DitConfig {
+        depth: 2,
+        hidden: 16,
+        heads: 2,
+        patch: 2,
+        input_size: 4,
+        in_channels: 3,
+        learn_sigma,
+        num_classes: 3,
+        block,
+        mlp_ratio: 2.0,
+    })
+}
+
+fn unet(channels: u64, attention: bool) -> ModelConfig {
+    ModelConfig::Unet(UnetConfig {
+        channels,
+        channel_mult: vec![1, 2],
+        layers_per_block: 1,
+        transformer_depth: vec![0, u64::from(attention)],
+        mid_transformer_depth: None,
+        cross_attention_dim: None,
+        context_tokens: 0,
+        heads: 2,
+        addition_embed_dim: None,
+        num_classes: Some(4),
+        sample_size: 4,
+        in_channels: 3,
+        out_channels: 3,
+        norm_groups: 4,
+    })
+}
+
+fn all_configs() -> Vec<ModelConfig> {
+    let mut v = vec![mlp(None), mlp(Some(3))];
+    for b in [DitBlock::AdalnZero, DitBlock::Adaln, DitBlock::CrossAttention, DitBlock::InContext] {
+        v.push(dit(b, false));
+    }
+    v.push(dit(DitBlock::AdalnZero, true));
+    v.extend([unet(8, false), unet(8, true)]);
+    v
+}
+
+fn labels(net: &dyn Network, n: usize) -> Option<Vec<usize>> {
+    net.classes().map(|k| (0..n).map(|i| i % (k + 1)).collect())
+}
+
+#[test]
+fn parameters_and_macs_equal_the_analytic_count() {
+    for cfg in all_configs() {
+        let net = build(&cfg, PredictionType::Epsilon, &Device::Cpu, DType::F32, 1).unwrap();
+        let analytic = cfg.count().total();
+        assert_eq!(net.params().count() as u64, analytic.params, "{cfg:?}");
+        let rows = 5;
+        let x = Tensor::zeros((rows, cfg.data_dim()), DType::F32, &Device::Cpu).unwrap();
+        let out = net.forward(&x, &[1.0; 5], labels(net.as_ref(), rows).as_deref()).unwrap();
+        assert_eq!(out.dims(), &[rows, cfg.data_dim()]);
+        let per_sample = net.macs().take() / rows as f64;
+        assert_eq!(per_sample, analytic.macs.values().sum::<f64>(), "{cfg:?}");
+    }
+}
+
+/// d loss / d θ_i by central differences at three entries of every parameter, against backward.
+fn check_gradients(cfg: &ModelConfig) {
+    let dev = Device::Cpu;
+    let net = build(cfg, PredictionType::Epsilon, &dev, DType::F64, 7).unwrap();
+    // Zero-initialised layers (adaLN-Zero, output layers) would hide gradients through them.
+    let mut r = Rng::new(5);
+    let mut noise = |n: usize, s: f64| (0..n).map(|_| s * r.normal()).collect::<Vec<f64>>();
+    for (_, v) in &net.params().vars {
+        v.set(&Tensor::from_vec(noise(v.elem_count(), 0.3), v.shape(), &dev).unwrap()).unwrap();
+    }
+    let (rows, d) = (3, cfg.data_dim());
+    let x = Tensor::from_vec(noise(rows * d, 1.0), (rows, d), &dev).unwrap();
+    let y = Tensor::from_vec(noise(rows * d, 1.0), (rows, d), &dev).unwrap();
+    let lab = labels(net.as_ref(), rows);
+    let loss = |net: &dyn Network| {
+        let out = net.forward(&x, &[10.0, 500.0, 990.0], lab.as_deref()).unwrap();
+        out.sub(&y).unwrap().sqr().unwrap().sum_all().unwrap()
+    };
+    let grads = loss(net.as_ref()).backward().unwrap();
+    for (name, v) in &net.params().vars {
+        let g = grads.get(v).unwrap_or_else(|| panic!("{cfg:?}: no gradient reached `{name}`"));
+        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for i in [0, base.len() / 2, base.len() - 1] {
+            let at = |delta: f64| {
+                let mut p = base.clone();
+                p[i] += delta;
+                v.set(&Tensor::from_vec(p, v.shape(), &dev).unwrap()).unwrap();
+                loss(net.as_ref()).to_scalar::<f64>().unwrap()
+            };
+            let h = 1e-6;
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            v.set(&Tensor::from_vec(base.clone(), v.shape(), &dev).unwrap()).unwrap();
+            assert!(
+                (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
+                "{name}[{i}]: finite difference {fd}, backward {} ({cfg:?})",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn mlp_gradients_match_finite_differences() {
+    check_gradients(&mlp(Some(2)));
+}
+
+#[test]
+fn dit_gradients_match_finite_differences_for_every_block_design() {
+    for b in [DitBlock::AdalnZero, DitBlock::Adaln, DitBlock::CrossAttention, DitBlock::InContext] {
+        check_gradients(&dit(b, true));
+    }
+}
+
+#[test]
+fn unet_gradients_match_finite_differences() {
+    check_gradients(&unet(4, true));
+}
+
+#[test]
+fn composed_layers_match_their_definitions() {
+    let dev = Device::Cpu;
+    let x = Tensor::new(&[[1.0f64, 2.0, 4.0], [0.0, 0.0, 3.0]], &dev).unwrap();
+    let s = layers::softmax(&x).unwrap().to_vec2::<f64>().unwrap();
+    let e: f64 = [1.0f64, 2.0, 4.0].iter().map(|v| v.exp()).sum();
+    assert!((s[0][2] - 4f64.exp() / e).abs() < 1e-12);
+    let n = layers::layer_norm(&x, 0.0).unwrap().to_vec2::<f64>().unwrap();
+    let (m, v) =
+        (7.0 / 3.0, ((1.0f64 - 7.0 / 3.0).powi(2) + (2.0f64 - 7.0 / 3.0).powi(2) + (4.0f64 - 7.0 / 3.0).powi(2)) / 3.0);
+    assert!((n[0][0] - (1.0 - m) / v.sqrt()).abs() < 1e-12);
+    // Nearest upsampling copies each pixel into a 2×2 block.
+    let img = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &dev).unwrap().reshape((1, 1, 2, 2)).unwrap();
+    let up = layers::upsample2x(&img).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(up, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0]);
+}
