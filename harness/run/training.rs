@@ -5,7 +5,7 @@ use crate::data::NoiseBank;
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
 use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
-use crate::suite::TrainSweepExp;
+use crate::suite::{SampleFd, TrainSweepExp};
 use candle_core::{DType, Device};
 use std::collections::BTreeMap;
 
@@ -51,7 +51,7 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         ("excess_error".into(), err),
     ]);
     if let Some(f) = &e.sample_fd {
-        out.insert("fd".into(), sample_fd(&trained, &data, &spec.schedule, f.samples, f.steps, ctx)?);
+        out.insert("fd".into(), sample_fd(&trained, &data, &spec.schedule, f, ctx)?);
     }
     Ok(out)
 }
@@ -65,16 +65,17 @@ fn sample_fd(
     model: &Box<dyn Network>,
     data: &crate::data::Gmm,
     schedule: &crate::diffusion::Schedule,
-    n: usize,
-    steps: usize,
+    f: &SampleFd,
     ctx: &CaseCtx,
 ) -> Result<f64, String> {
+    let (n, steps) = (f.samples, f.steps);
     let classes: Vec<usize> = (0..n).map(|i| i % data.classes).collect();
     let cond = model.classes().map(|_| &classes[..]);
     let (reference, _) = data.sample(ctx.seed_for("reference"), 0, n, cond);
     let grid = Grid::new(schedule, Spacing::Trailing, steps, FinalPoint::Zero);
     let mut ev = Evaluator::new(model);
     ev.class = cond;
+    ev.clip_x0 = f.clip_x0;
     let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, n, data.dim);
     let x = sample(Sampler::Ddim { eta: 0.0 }, &mut ev, &grid, &mut bank);
     if x.iter().any(|v| !v.is_finite()) {

@@ -483,6 +483,11 @@ impl TrainSweepExp {
 pub struct SampleFd {
     pub samples: usize,
     pub steps: usize,
+    /// Clamp x̂0 to [−c, c] in every step (diffusers' `clip_sample` for pixel-space models). Near
+    /// t = T the ε-to-x̂0 map divides by √ᾱ_T (about 3·10⁻⁴ for the cosine schedule), so without
+    /// it a small ε error becomes a huge first x̂0.
+    #[serde(default)]
+    pub clip_x0: Option<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -306,6 +306,9 @@ pub fn experiment(e: &Experiment) -> Problems {
                 if !(1..=1000).contains(&f.steps) {
                     p.push((vec![k("sample_fd"), k("steps")], "steps must be between 1 and 1000".into()));
                 }
+                if f.clip_x0.is_some_and(|c| !positive(c)) {
+                    p.push((vec![k("sample_fd"), k("clip_x0")], "the clip bound must be positive".into()));
+                }
             }
             sample_count(t.eval_samples, "eval_samples", &mut p);
             replicates(t.replicates, &mut p);
