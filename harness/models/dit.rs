@@ -169,18 +169,8 @@ impl Dit {
 }
 
 impl Network for Dit {
-    fn params(&self) -> &Params {
-        &self.params
-    }
-    fn macs(&self) -> &MacCounter {
-        &self.macs
-    }
-    fn config(&self) -> ModelConfig {
-        ModelConfig::Dit(self.cfg.clone())
-    }
-    fn prediction(&self) -> PredictionType {
-        self.prediction
-    }
+    network_accessors!(Dit);
+
     fn classes(&self) -> Option<usize> {
         Some(self.cfg.num_classes as usize)
     }

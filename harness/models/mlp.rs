@@ -74,18 +74,8 @@ impl Mlp {
 }
 
 impl Network for Mlp {
-    fn params(&self) -> &Params {
-        &self.params
-    }
-    fn macs(&self) -> &MacCounter {
-        &self.macs
-    }
-    fn config(&self) -> ModelConfig {
-        ModelConfig::Mlp(self.cfg.clone())
-    }
-    fn prediction(&self) -> PredictionType {
-        self.prediction
-    }
+    network_accessors!(Mlp);
+
     fn classes(&self) -> Option<usize> {
         self.cfg.classes.map(|k| k as usize)
     }

@@ -5,6 +5,25 @@
 //! rms-norm and last-dim softmax silently drop gradients, so layers are composed from
 //! primitives whose backward is checked against finite differences in the tests.
 
+/// The accessors every network has the same way: parameters, MAC counter, the config it was
+/// built from (as its `ModelConfig` variant), and its prediction type.
+macro_rules! network_accessors {
+    ($variant:ident) => {
+        fn params(&self) -> &Params {
+            &self.params
+        }
+        fn macs(&self) -> &MacCounter {
+            &self.macs
+        }
+        fn config(&self) -> ModelConfig {
+            ModelConfig::$variant(self.cfg.clone())
+        }
+        fn prediction(&self) -> PredictionType {
+            self.prediction
+        }
+    };
+}
+
 pub mod dit;
 pub mod gelu;
 pub mod layers;

@@ -268,18 +268,8 @@ impl Unet {
 }
 
 impl Network for Unet {
-    fn params(&self) -> &Params {
-        &self.params
-    }
-    fn macs(&self) -> &MacCounter {
-        &self.macs
-    }
-    fn config(&self) -> ModelConfig {
-        ModelConfig::Unet(self.cfg.clone())
-    }
-    fn prediction(&self) -> PredictionType {
-        self.prediction
-    }
+    network_accessors!(Unet);
+
     fn classes(&self) -> Option<usize> {
         self.cfg.num_classes.map(|k| (k as usize).saturating_sub(1))
     }
