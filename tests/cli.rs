@@ -65,14 +65,8 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     assert_eq!(verdict(&s, "mei2024/table1-gflops"), "ERRATUM");
     assert_eq!(verdict(&s, "mei2024/table1-norm-cost"), "ERRATUM");
     assert_eq!(verdict(&s, "li2024/scaling-functions"), "ERRATUM");
-    // Nothing fails; skipped are only the claims that need trained models of several sizes
-    // (issue 5) and the two training claims too long for the smoke scale.
-    let skipped_in_smoke = [
-        "mei2024/sampler-order-trained",
-        "mei2024/sampler-size-independence",
-        "dit2023/reduced-compute-efficiency",
-        "dit2023/reduced-block-design",
-    ];
+    // Nothing fails; skipped are only the two training claims too long for the smoke scale.
+    let skipped_in_smoke = ["dit2023/reduced-compute-efficiency", "dit2023/reduced-block-design"];
     for (id, v) in &v {
         let ok = v == "PASS" || v == "ERRATUM" || (v == "SKIPPED" && skipped_in_smoke.contains(&id.as_str()));
         assert!(ok, "{id}: {v}");

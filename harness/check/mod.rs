@@ -636,6 +636,9 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
         Check::Ordered(c) => ordered(ctx, c, i),
         Check::Ratio(c) => ratio(ctx, c, i),
         Check::Optimum(c) => optimum(ctx, c, i),
+        Check::SamplingFrontier(c) => sampling::frontier(ctx, c, i),
+        Check::EqualCost(c) => sampling::equal_cost(ctx, c, i),
+        Check::GuidanceOptimum(c) => sampling::guidance_optimum(ctx, c, i),
     };
     r.unwrap_or_else(|e| CheckOutcome {
         check: format!("check {}", i + 1),
@@ -648,6 +651,7 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
 }
 
 pub mod claim;
+pub mod sampling;
 
 #[cfg(test)]
 mod tests;

@@ -288,3 +288,113 @@ fn optimum_recovers_a_growing_optimal_size_and_shuffled_sizes_fail() {
     let d = data(&labels, &[("x", reversed), ("y", y), ("g", g)], &[]);
     assert_eq!(run(&d, chk).verdict, Verdict::Fail);
 }
+
+/// Rows (model, steps) of y = floor(size) + a(size)/steps at cost = rel(size) × steps.
+type Columns3 = Vec<(&'static str, Vec<Vec<f64>>)>;
+
+fn cost_grid(a: &[f64]) -> (Vec<String>, Columns3) {
+    let (sizes, rel, floors) = ([1.0, 4.0, 16.0], [1.0 / 16.0, 0.25, 1.0], [0.3, 0.2, 0.1]);
+    let steps = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+    let mut r = crate::run::seed::Rng::new(5);
+    let (mut rows, mut cost, mut y, mut size) = (vec![], vec![], vec![], vec![]);
+    for m in 0..3 {
+        for n in steps {
+            rows.push(format!("m{m} · steps={n}"));
+            cost.push(vec![rel[m] * n; 3]);
+            size.push(vec![sizes[m]; 3]);
+            y.push((0..3).map(|_| (floors[m] + a[m] / n) * (1.0 + 0.01 * r.normal())).collect());
+        }
+    }
+    (rows, vec![("cost", cost), ("y", y), ("size", size)])
+}
+
+#[test]
+fn sampling_frontier_finds_the_cheap_winner_and_a_dominant_large_model_fails() {
+    let chk = |at| {
+        Check::SamplingFrontier(FrontierCheck {
+            cost: "cost".into(),
+            y: "y".into(),
+            size: "size".into(),
+            at,
+            floor: 0.05,
+        })
+    };
+    let (rows, cols) = cost_grid(&[1.0, 1.0, 1.0]);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let d = data(&labels, &cols, &[]);
+    let low = run(&d, chk(CostEnd::Lowest));
+    assert_eq!(low.verdict, Verdict::Pass, "{low:?}");
+    // At cost 1 the small model has 16 steps: 0.3 + 1/16 against the large model's 0.1 + 1.
+    assert!((low.measured.unwrap().value - (1.1 - 0.3625) / 1.1).abs() < 0.02);
+    assert_eq!(run(&d, chk(CostEnd::Highest)).verdict, Verdict::Pass);
+    // Negative control: a large model that needs no steps (a = 0) wins at every cost.
+    let (rows, cols) = cost_grid(&[1.0, 1.0, 0.0]);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    assert_eq!(run(&data(&labels, &cols, &[]), chk(CostEnd::Lowest)).verdict, Verdict::Fail);
+}
+
+#[test]
+fn equal_cost_compares_against_the_distilled_row_and_a_worse_small_model_fails() {
+    let (rows, mut cols) = cost_grid(&[1.0, 1.0, 1.0]);
+    // The distilled large model at 4 steps (cost 4): 0.12.
+    let target: Vec<Vec<f64>> = rows.iter().map(|r| if r == "m2 · steps=4" { vec![0.12; 3] } else { vec![] }).collect();
+    cols.push(("t", target));
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let chk = |max| {
+        Check::EqualCost(EqualCostCheck {
+            target: "t".into(),
+            y: "y".into(),
+            cost: "cost".into(),
+            size: "size".into(),
+            scale: 1.0,
+            min: None,
+            max: Some(max),
+        })
+    };
+    let d = data(&labels, &cols, &[]);
+    // Within cost 4 the best smaller model is m1 at 16 steps: 0.2 + 1/16 = 0.2625, 119% worse.
+    let o = run(&d, chk(1.5));
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    assert!((o.measured.unwrap().value - (0.2625 / 0.12 - 1.0)).abs() < 0.05);
+    // Negative control: the claim that small models match it (within 5%).
+    assert_eq!(run(&d, chk(0.05)).verdict, Verdict::Fail);
+}
+
+#[test]
+fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
+    let grid = |moving: bool| {
+        let mut r = crate::run::seed::Rng::new(9);
+        let (mut rows, mut w, mut y, mut n, mut s) = (vec![], vec![], vec![], vec![], vec![]);
+        for size in [1.0, 2.0] {
+            for steps in [4.0, 32.0] {
+                let opt: f64 = if moving { 1.0 + 8.0 / steps } else { 1.5 };
+                for wv in [1.0, 1.25, 1.5, 2.0, 3.0, 4.0] {
+                    rows.push(format!("{size} {steps} {wv}"));
+                    w.push(vec![wv; 3]);
+                    n.push(vec![steps; 3]);
+                    s.push(vec![size; 3]);
+                    y.push((0..3).map(|_| (1.0 + (f64::ln(wv / opt)).powi(2)) * (1.0 + 0.005 * r.normal())).collect());
+                }
+            }
+        }
+        (rows, vec![("w", w), ("y", y), ("steps", n), ("size", s)])
+    };
+    let chk = Check::GuidanceOptimum(GuidanceOptimumCheck {
+        w: "w".into(),
+        y: "y".into(),
+        across: "steps".into(),
+        within: "size".into(),
+        floor: 0.223,
+    });
+    let (rows, cols) = grid(true);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let o = run(&data(&labels, &cols, &[]), chk.clone());
+    // w* = 3 at 4 steps and 1.25 at 32: a spread of ln 2.4 = 0.88.
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    assert!((o.measured.unwrap().value - f64::ln(2.4)).abs() < 0.15, "{o:?}");
+    assert_eq!(o.rows.len(), 4);
+    // Negative control: w* = 1.5 at every step count.
+    let (rows, cols) = grid(false);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    assert_eq!(run(&data(&labels, &cols, &[]), chk).verdict, Verdict::Fail);
+}

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const SIZE: (u32, u32) = (760, 500);
-const PALETTE: [RGBColor; 6] = [
+pub(super) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -36,31 +36,40 @@ fn register_font() {
 }
 
 /// A point with an optional interval on y.
-type Pt = (f64, f64, Option<(f64, f64)>);
+pub(super) type Pt = (f64, f64, Option<(f64, f64)>);
 
-struct Series {
-    name: String,
-    points: Vec<Pt>,
-    line: bool,
-    color: RGBColor,
+pub(super) struct Series {
+    pub name: String,
+    pub points: Vec<Pt>,
+    pub line: bool,
+    /// Drawn as bars from the bottom of the axis (categorical x).
+    pub bar: bool,
+    pub color: RGBColor,
 }
 
 pub struct Figure {
-    title: String,
-    subtitle: String,
-    x_label: String,
-    y_label: String,
-    series: Vec<Series>,
-    hlines: Vec<(f64, String)>,
-    diagonal: bool,
+    pub(super) title: String,
+    pub(super) subtitle: String,
+    pub(super) x_label: String,
+    pub(super) y_label: String,
+    pub(super) series: Vec<Series>,
+    pub(super) hlines: Vec<(f64, String)>,
+    pub(super) diagonal: bool,
     /// Category labels for an x axis of row indices.
-    ticks: Option<Vec<String>>,
+    pub(super) ticks: Option<Vec<String>>,
+}
+
+/// What one claim's figure file shows: one chart, charts side by side, or a heat map.
+pub enum Plot {
+    One(Figure),
+    Panels(Vec<Figure>),
+    Heat(super::sweep_figures::Heat),
 }
 
 /// Per row: the mean and, with replicates, a normal 95% interval of the mean.
-type RowPoints = Vec<Option<(f64, Option<(f64, f64)>)>>;
+pub(super) type RowPoints = Vec<Option<(f64, Option<(f64, f64)>)>>;
 
-fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
+pub(super) fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
     let rows: Vec<Option<Vec<f64>>> = if let Some(p) = name.strip_prefix("printed.") {
         d.printed.get(p)?.iter().map(|v| v.map(|x| vec![x])).collect()
     } else {
@@ -95,8 +104,15 @@ fn paired(d: &ClaimData, x: &str, y: &str) -> Option<Vec<(String, Pt)>> {
 }
 
 /// Choose and build the figure of one claim.
-pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
+pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Plot> {
     let title = format!("{} ({})", claim.id, result.verdict.label());
+    if let Some(p) = super::sweep_figures::sweep_plot(&title, claim, d) {
+        return Some(p);
+    }
+    chart_for(title, claim, result, d).map(Plot::One)
+}
+
+fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
     if let crate::suite::Plan::Run(e) = &claim.plan {
         if let crate::suite::Experiment::TrainSweep(t) = e.as_ref() {
             if !t.budgets.is_empty() {
@@ -123,9 +139,10 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                     name: "rows".into(),
                     points: pts.into_iter().map(|p| p.1).collect(),
                     line: false,
+                    bar: false,
                     color: PALETTE[0],
                 },
-                Series { name: "power-law fit".into(), points: line, line: true, color: PALETTE[1] },
+                Series { name: "power-law fit".into(), points: line, line: true, bar: false, color: PALETTE[1] },
             ],
             hlines: vec![],
             diagonal: false,
@@ -152,7 +169,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
             .enumerate()
             .filter_map(|(i, y)| {
                 let points = paired(d, x, y)?.into_iter().map(|p| p.1).collect();
-                Some(Series { name: y.to_string(), points, line: true, color: PALETTE[i % PALETTE.len()] })
+                Some(Series { name: y.to_string(), points, line: true, bar: false, color: PALETTE[i % PALETTE.len()] })
             })
             .collect();
         let ys: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
@@ -183,6 +200,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                             name: s.to_string(),
                             points: paired(d, &c.x, s)?.into_iter().map(|p| p.1).collect(),
                             line: true,
+                            bar: false,
                             color: PALETTE[i],
                         })
                     })
@@ -207,6 +225,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                     name: "rows".into(),
                     points: good.into_iter().map(|p| p.1).collect(),
                     line: false,
+                    bar: false,
                     color: PALETTE[0],
                 }];
                 if !bad.is_empty() {
@@ -214,6 +233,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                         name: format!("erratum: {}", bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>().join(", ")),
                         points: bad.into_iter().map(|p| p.1).collect(),
                         line: false,
+                        bar: false,
                         color: PALETTE[3],
                     });
                 }
@@ -244,7 +264,7 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
                     subtitle: format!("{} per row against its band ({})", b.of, claim.source),
                     x_label: "row".into(),
                     y_label: b.of.clone(),
-                    series: vec![Series { name: b.of.clone(), points, line: false, color: PALETTE[0] }],
+                    series: vec![Series { name: b.of.clone(), points, line: false, bar: false, color: PALETTE[0] }],
                     hlines,
                     diagonal: false,
                     ticks: Some(d.rows.clone()),
@@ -276,6 +296,7 @@ fn compute_curves(title: String, claim: &ResolvedClaim, t: &crate::suite::TrainS
             name: m.label.clone(),
             points: pts.iter().filter(|(r, _)| r.starts_with(&format!("{} @ ", m.label))).map(|p| p.1).collect(),
             line: true,
+            bar: false,
             color: PALETTE[i % PALETTE.len()],
         })
         .collect();
@@ -308,7 +329,7 @@ fn range(v: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     }
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, f: &Figure) -> Result<(), String>
+pub(super) fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, f: &Figure) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
@@ -384,10 +405,22 @@ where
                         p.2.map(|(lo, hi)| PathElement::new([(p.0, lo), (p.0, hi)], c.stroke_width(1)))
                     }))
                     .map_err(e)?;
+                if s.bar {
+                    let base = y0;
+                    chart
+                        .draw_series(
+                            s.points
+                                .iter()
+                                .map(|p| Rectangle::new([(p.0 - 0.18, base), (p.0 + 0.18, p.1)], c.filled())),
+                        )
+                        .map_err(e)?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 12, y + 4)], c.filled()));
+                }
                 if s.line && s.points.len() <= 12 {
                     chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled()))).map_err(e)?;
                 }
-                if !s.line {
+                if !s.line && !s.bar {
                     chart
                         .draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 4, c.filled())))
                         .map_err(e)?
@@ -433,17 +466,42 @@ pub fn file_stem(id: &str) -> String {
     id.replace('/', "__")
 }
 
-/// Draw `fig` to `<dir>/<stem>.svg` and `.png`.
-pub fn write_figure(dir: &Path, stem: &str, fig: &Figure) -> std::io::Result<()> {
+/// Draw a plot on `root`: its charts side by side, or its heat map.
+fn draw_plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Plot) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    match p {
+        Plot::One(f) => draw(root, f),
+        Plot::Panels(fs) => {
+            for (area, f) in root.split_evenly((1, fs.len().max(1))).into_iter().zip(fs) {
+                draw(area, f)?;
+            }
+            root.present().map_err(|e| e.to_string())
+        }
+        Plot::Heat(h) => super::sweep_figures::draw_heat(root, h),
+    }
+}
+
+fn plot_size(p: &Plot) -> (u32, u32) {
+    match p {
+        Plot::Panels(fs) => (SIZE.0 * fs.len().max(1) as u32, SIZE.1),
+        _ => SIZE,
+    }
+}
+
+/// Draw `plot` to `<dir>/<stem>.svg` and `.png`.
+pub fn write_figure(dir: &Path, stem: &str, plot: &Plot) -> std::io::Result<()> {
     register_font();
     std::fs::create_dir_all(dir)?;
+    let size = plot_size(plot);
     let mut svg = String::new();
-    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), fig).map_err(std::io::Error::other)?;
+    draw_plot(SVGBackend::with_string(&mut svg, size).into_drawing_area(), plot).map_err(std::io::Error::other)?;
     crate::run::record::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
     // The bitmap backend writes the file itself: draw to a temporary name, then rename.
     let png = dir.join(format!("{stem}.png"));
     let tmp = dir.join(format!(".{stem}.tmp-{}.png", std::process::id()));
-    draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), fig).map_err(std::io::Error::other)?;
+    draw_plot(BitMapBackend::new(&tmp, size).into_drawing_area(), plot).map_err(std::io::Error::other)?;
     std::fs::rename(&tmp, &png)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod figures;
+mod sweep_figures;
 
 use crate::check::claim::ClaimResult;
 use crate::check::Verdict;

@@ -4,7 +4,7 @@
 use super::sampling;
 use super::seed::{derive_seed, Rng};
 use crate::compute::{budget, Category, Count, ModelConfig};
-use crate::suite::{Experiment, Measure, Quantity};
+use crate::suite::{Denoiser, Experiment, Measure, Quantity};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -75,7 +75,9 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
         }
         Experiment::SamplerConvergence(c) => replicated(&c.steps, |n| format!("steps={n}"), 1),
         Experiment::SamplerSweep(w) => {
-            replicated(&w.steps, |n| format!("steps={n}"), seeds.unwrap_or(w.replicates).max(1))
+            let rows = w.case_rows();
+            let labels: Vec<&str> = rows.iter().map(|r| r.as_str()).collect();
+            replicated(&labels, |s| s.to_string(), seeds.unwrap_or(w.replicates).max(1))
         }
         Experiment::MetricNull(m) => replicated(&["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
         Experiment::TrainSweep(t) => {
@@ -155,7 +157,13 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
             }
         }
         Experiment::SamplerConvergence(c) => out = sampling::convergence(c, steps()?),
-        Experiment::SamplerSweep(w) => out = sampling::sweep(w, steps()?, ctx)?,
+        Experiment::SamplerSweep(w) if w.denoiser == Denoiser::Trained => {
+            out = super::training::sampler_sweep_case(w, &case.row, ctx)?
+        }
+        Experiment::SamplerSweep(w) => {
+            let n = case.row.strip_prefix("steps=").and_then(|n| n.parse().ok()).ok_or("no step count")?;
+            out = sampling::sweep(w, n, ctx)?
+        }
         Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
         Experiment::TrainSweep(t) => out = super::training::train_case(t, &case.row, ctx)?,
     }
@@ -193,11 +201,16 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
     let mut sorted: Vec<_> = cases.iter().collect();
     sorted.sort_by_key(|(_, rep, _)| *rep);
     for (row, _, values) in sorted {
-        let Some(i) = rows.iter().position(|r| r == row) else {
-            continue;
-        };
         for (k, v) in values {
-            d.measured.entry(k.clone()).or_insert_with(|| vec![vec![]; rows.len()])[i].push(*v);
+            // `label|column` belongs to the row `<case row> · <label>` (one case, many rows).
+            let (row, col) = match k.split_once('|') {
+                Some((sub, col)) => (format!("{row} · {sub}"), col),
+                None => (row.clone(), k.as_str()),
+            };
+            let Some(i) = rows.iter().position(|r| *r == row) else {
+                continue;
+            };
+            d.measured.entry(col.to_string()).or_insert_with(|| vec![vec![]; rows.len()])[i].push(*v);
         }
     }
     match e {

@@ -294,3 +294,6 @@ pub fn read_records(out: &Path, claims: &[ResolvedClaim]) -> BTreeMap<String, Ca
         })
         .collect()
 }
+
+#[cfg(test)]
+mod sweep_tests;

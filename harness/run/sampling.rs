@@ -3,7 +3,7 @@
 use super::experiment::CaseCtx;
 use crate::data::gmm::Oracle;
 use crate::data::{Gmm, NoiseBank};
-use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Spacing, Time};
+use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Model, Spacing, Time};
 use crate::metrics::{self, fd_infinity, frechet_from_samples};
 use crate::suite::{
     ClipX0, Degradation, Denoiser, MetricNullExp, SampleMetric, SamplerConvergenceExp, SamplerSweepExp,
@@ -47,42 +47,70 @@ fn score(metric: SampleMetric, gen: &[f64], reference: &[f64], d: usize, seed: u
     }
 }
 
-/// Every sampler at `steps`, each from the same noise bank, scored against one reference set.
-pub fn sweep(e: &SamplerSweepExp, steps: usize, ctx: &CaseCtx) -> Result<Values, String> {
-    if e.denoiser != Denoiser::Oracle {
-        return Err("trained denoisers need the training engine, which this build lacks".into());
-    }
-    let gmm = e.data.build();
-    let oracle = Oracle(&gmm);
-    let guided = e.guidance != 1.0;
-    // With guidance every sample has a prompt (class i mod C), and so does the reference.
+/// One (steps, w) cell of a sweep, and the row-label suffix its values go under.
+pub type Cell = (usize, f64, String);
+
+/// Every sampler at every cell, each from the same noise bank, scored against one reference
+/// set. `prompted` gives sample i the class i mod C (and the reference the same classes), and
+/// adds each sampler's exact alignment accuracy as `align_<sampler>`. A cell with an empty
+/// label writes plain column names; otherwise `label|column`, which `assemble` turns into the
+/// row `<case row> · <label>`.
+pub fn score_cells(
+    e: &SamplerSweepExp,
+    model: &dyn Model,
+    gmm: &Gmm,
+    cells: &[Cell],
+    prompted: bool,
+    ctx: &CaseCtx,
+) -> Result<Values, String> {
     let classes: Vec<usize> = (0..e.samples.max(e.reference_samples)).map(|i| i % gmm.classes).collect();
-    let ref_classes = guided.then(|| &classes[..e.reference_samples]);
+    let ref_classes = prompted.then(|| &classes[..e.reference_samples]);
     let (reference, _) = gmm.sample(ctx.seed_for("reference"), 0, e.reference_samples, ref_classes);
     let (reference, d) = e.features.apply(&reference, gmm.dim);
-    let grid = Grid::new(&e.schedule, e.spacing, steps, e.final_point);
     let mut out = Values::new();
-    for (name, sampler) in &e.samplers {
-        let mut ev = Evaluator::new(&oracle);
-        ev.clip_x0 = match e.clip_x0 {
-            ClipX0::Off => None,
-            ClipX0::Symmetric(c) => Some(c),
-        };
-        if guided {
-            ev.class = Some(&classes[..e.samples]);
-            ev.guidance = e.guidance;
+    for (steps, w, label) in cells {
+        let key = |col: &str| if label.is_empty() { col.to_string() } else { format!("{label}|{col}") };
+        let grid = Grid::new(&e.schedule, e.spacing, *steps, e.final_point);
+        for (name, sampler) in &e.samplers {
+            let mut ev = Evaluator::new(model);
+            ev.clip_x0 = match e.clip_x0 {
+                ClipX0::Off => None,
+                ClipX0::Symmetric(c) => Some(c),
+            };
+            if prompted {
+                ev.class = Some(&classes[..e.samples]);
+                ev.guidance = *w;
+            }
+            let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, e.samples, gmm.dim);
+            let x = sample(*sampler, &mut ev, &grid, &mut bank);
+            if x.iter().any(|v| !v.is_finite()) {
+                return Err(format!("sampler `{name}` produced non-finite samples at {steps} steps, w = {w}"));
+            }
+            let (feats, _) = e.features.apply(&x, gmm.dim);
+            out.insert(key(name), score(e.metric, &feats, &reference, d, ctx.seed_for("projections")));
+            out.insert(key(&format!("nfe_{name}")), ev.nfe as f64);
+            if prompted {
+                out.insert(key(&format!("align_{name}")), metrics::alignment_accuracy(gmm, &x, &classes[..e.samples]));
+            }
         }
-        let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, e.samples, gmm.dim);
-        let x = sample(*sampler, &mut ev, &grid, &mut bank);
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(format!("sampler `{name}` produced non-finite samples at {steps} steps"));
+        out.insert(key("steps"), *steps as f64);
+        if !e.guidance_sweep.is_empty() {
+            out.insert(key("guidance"), *w);
         }
-        let (feats, _) = e.features.apply(&x, gmm.dim);
-        out.insert(name.clone(), score(e.metric, &feats, &reference, d, ctx.seed_for("projections")));
-        out.insert(format!("nfe_{name}"), ev.nfe as f64);
     }
-    out.insert("steps".into(), steps as f64);
     Ok(out)
+}
+
+/// The oracle's case: every sampler (and swept w) at `steps`.
+pub fn sweep(e: &SamplerSweepExp, steps: usize, ctx: &CaseCtx) -> Result<Values, String> {
+    if e.denoiser != Denoiser::Oracle {
+        return Err("a trained sweep runs one case per model".into());
+    }
+    let gmm = e.data.build();
+    let swept = !e.guidance_sweep.is_empty();
+    let cells: Vec<Cell> =
+        e.weights().into_iter().map(|w| (steps, w, if swept { format!("w={w}") } else { String::new() })).collect();
+    score_cells(e, &Oracle(&gmm), &gmm, &cells, swept || e.guidance != 1.0, ctx)
 }
 
 /// True against true at N and 2N (a metric at its bias floor halves), and a degraded copy of

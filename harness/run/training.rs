@@ -1,13 +1,17 @@
 //! Cases of the training experiments: train one model (one budget, one seed) and score it.
 
 use super::experiment::CaseCtx;
+use super::sampling;
+use super::seed::{derive_seed, substream};
 use crate::data::NoiseBank;
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
 use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
-use crate::suite::{SampleFd, TrainSweepExp};
-use candle_core::{DType, Device};
+use crate::suite::{SampleFd, SamplerSweepExp, SizedModel, TrainSweepExp};
+use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Values = BTreeMap<String, f64>;
 
@@ -82,4 +86,109 @@ fn sample_fd(
         return Err(format!("the trained model produced non-finite samples at {steps} DDIM steps"));
     }
     Ok(frechet_from_samples(&x, &reference, data.dim))
+}
+
+/// A trained sampler sweep's case: train the model of `row` with this replicate's seed, then
+/// score every (sampler, steps, w) cell, and optionally its distilled student.
+pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values, String> {
+    let sized = e.models.iter().find(|m| m.label == row).ok_or("row vanished")?;
+    let spec = e.training.as_ref().ok_or("a trained sweep needs `training`")?;
+    let data = e.data.build();
+    let pooled = pooled(&e.data, sized, spec, ctx)?;
+    let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, 0)?;
+    let (report, err) = (&pooled.report, pooled.excess_error);
+    let ema: Vec<Tensor> = model
+        .params()
+        .vars
+        .iter()
+        .zip(&pooled.ema)
+        .map(|((_, v), x)| Tensor::from_vec(x.clone(), v.shape(), &Device::Cpu))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let trained = with_values(model.as_ref(), &ema)?;
+    // Sampling cost per network evaluation, relative to the largest model (Mei et al. relate
+    // theirs to the 866M model).
+    let macs = |m: &crate::compute::ModelConfig| m.count().total().macs.values().sum::<f64>();
+    let largest = e.models.iter().map(|m| macs(&m.model)).fold(0.0, f64::max);
+    let rel = model.forward_macs() / largest;
+    let prompted = trained.classes().is_some() || !e.guidance_sweep.is_empty() || e.guidance != 1.0;
+    let cells = e.sub_rows();
+    let mut out = sampling::score_cells(e, &trained, &data, &cells, prompted, ctx)?;
+    let first = e.samplers.keys().next().ok_or("no samplers")?;
+    for (steps, _, label) in &cells {
+        let nfe = out[&format!("{label}|nfe_{first}")];
+        let per_row = [
+            ("params", model.params().count() as f64),
+            ("forward_macs", model.forward_macs()),
+            ("excess_error", err),
+            ("train_flops", report.train_flops),
+            ("cost", rel * nfe),
+            ("cost_uncounted", rel * *steps as f64),
+        ];
+        for (k, v) in per_row {
+            out.insert(format!("{label}|{k}"), v);
+        }
+    }
+    if let Some(dspec) = &e.distill {
+        let student = with_values(model.as_ref(), &ema)?;
+        crate::train::distill::progressive(
+            student.as_ref(),
+            &data,
+            &spec.schedule,
+            dspec,
+            ctx.seed_for(&format!("distill/{row}")),
+        )?;
+        let (_, _, label) = cells.iter().find(|c| c.0 == dspec.steps && c.1 == 1.0).ok_or("validated")?.clone();
+        let ddim = SamplerSweepExp {
+            samplers: [("pd".to_string(), Sampler::Ddim { eta: 0.0 })].into(),
+            guidance_sweep: vec![],
+            guidance: 1.0,
+            ..e.clone()
+        };
+        let cell = [(dspec.steps, 1.0, label.clone())];
+        let scored = sampling::score_cells(&ddim, &student, &data, &cell, trained.classes().is_some(), ctx)?;
+        out.insert(format!("{label}|pd"), scored[&format!("{label}|pd")]);
+        let flops = dspec.flops(model.forward_macs());
+        out.insert(format!("{label}|distill_flops"), flops);
+        out.insert(format!("{label}|distill_fraction"), flops / report.train_flops);
+    }
+    Ok(out)
+}
+
+/// A model trained once per run and shared by every claim of the suite that trains the same
+/// (data, model, training) at the same replicate: Mei et al. analyse one set of trained models
+/// in many ways, and so do these claims. Its seeds derive from (suite, the pool, what is
+/// trained, replicate), never from the claim or from which claim asked first.
+struct Pooled {
+    ema: Vec<Vec<f32>>,
+    report: crate::train::Trained,
+    excess_error: f64,
+}
+
+type Pool = Mutex<HashMap<String, Arc<OnceLock<Result<Arc<Pooled>, String>>>>>;
+
+fn pooled(
+    data: &crate::data::DataSpec,
+    sized: &SizedModel,
+    spec: &crate::train::TrainSpec,
+    ctx: &CaseCtx,
+) -> Result<Arc<Pooled>, String> {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    let what = serde_json::json!({"data": data, "model": sized.model, "training": spec}).to_string();
+    let id = format!("{}/{}", blake3::hash(what.as_bytes()).to_hex(), ctx.replicate);
+    let cell =
+        POOL.get_or_init(Default::default).lock().map_err(|_| "model pool poisoned")?.entry(id).or_default().clone();
+    cell.get_or_init(|| {
+        let seed = derive_seed(ctx.suite, "trained-models", &what, ctx.replicate);
+        let data = data.build();
+        let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, substream(seed, 0))?;
+        let (report, ema) = crate::train::train(model.as_ref(), &data, spec, substream(seed, 1), None)?;
+        let trained = with_values(model.as_ref(), &ema)?;
+        let excess_error =
+            crate::train::excess_error(trained.as_ref(), &data, &spec.schedule, 4096, substream(seed, 2))?;
+        let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string());
+        let ema = ema.iter().map(flat).collect::<Result<_, _>>()?;
+        Ok(Arc::new(Pooled { ema, report, excess_error }))
+    })
+    .clone()
 }

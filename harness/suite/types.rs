@@ -387,7 +387,7 @@ pub enum ClipX0 {
 pub enum Denoiser {
     /// The exact E[x0 | x_t] of the data mixture: isolates the samplers' discretisation error.
     Oracle,
-    /// Trained networks of several sizes: needs the training engine, which this build lacks.
+    /// The networks of `models`, each trained (per replicate seed) with `training`.
     Trained,
 }
 
@@ -426,6 +426,68 @@ pub struct SamplerSweepExp {
     pub metric: SampleMetric,
     /// Replicates: each has its own noise bank and reference set, shared by all rows.
     pub replicates: u32,
+    /// Guidance weights to sweep (replacing `guidance`): rows become (steps, w) pairs, and every
+    /// sample is prompted with a class, so `align_<sampler>` (exact alignment accuracy) joins
+    /// the columns.
+    #[serde(default)]
+    pub guidance_sweep: Vec<f64>,
+    /// With `denoiser: trained`, the networks: rows become (model, steps[, w]), with the
+    /// columns `params`, `excess_error`, `cost` (per-NFE forward MACs relative to the
+    /// largest model, × NFE, guidance's two evaluations counted) and `cost_uncounted` (× steps).
+    #[serde(default)]
+    pub models: Vec<SizedModel>,
+    #[serde(default)]
+    pub training: Option<crate::train::TrainSpec>,
+    /// Distil every trained model to `distill.steps` DDIM steps; its FD is the column `pd` in
+    /// the rows at that step count (and w = 1).
+    #[serde(default)]
+    pub distill: Option<crate::train::distill::DistillSpec>,
+}
+
+impl SamplerSweepExp {
+    /// The guidance weights rows run at (one unless swept).
+    pub fn weights(&self) -> Vec<f64> {
+        if self.guidance_sweep.is_empty() {
+            vec![self.guidance]
+        } else {
+            self.guidance_sweep.clone()
+        }
+    }
+
+    /// The part of a row label after the case's own label: `steps=N` or `steps=N · w=W`.
+    pub fn sub_rows(&self) -> Vec<(usize, f64, String)> {
+        let swept = !self.guidance_sweep.is_empty();
+        self.steps
+            .iter()
+            .flat_map(|n| {
+                self.weights().into_iter().map(move |w| {
+                    let label = if swept { format!("steps={n} · w={w}") } else { format!("steps={n}") };
+                    (*n, w, label)
+                })
+            })
+            .collect()
+    }
+
+    /// Case labels: one per model (trained), else one per step count.
+    pub fn case_rows(&self) -> Vec<String> {
+        if self.denoiser == Denoiser::Trained {
+            self.models.iter().map(|m| m.label.clone()).collect()
+        } else {
+            self.steps.iter().map(|n| format!("steps={n}")).collect()
+        }
+    }
+
+    /// Every row of the claim's table, in order.
+    pub fn rows(&self) -> Vec<String> {
+        if self.denoiser == Denoiser::Trained {
+            let subs = self.sub_rows();
+            self.models.iter().flat_map(|m| subs.iter().map(move |s| format!("{} · {}", m.label, s.2))).collect()
+        } else if self.guidance_sweep.is_empty() {
+            self.case_rows()
+        } else {
+            self.sub_rows().into_iter().map(|s| s.2).collect()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -558,6 +620,20 @@ pub enum Check {
     /// the group value lies in [min, max], and at the smallest group the optimum lies below the
     /// largest x.
     Optimum(OptimumCheck),
+    /// Rows grouped by `size` are each a model's quality-against-sampling-cost curve; each
+    /// model's frontier is its best `y` at cost ≤ c. At the largest model's cheapest cost
+    /// (`at: lowest`) a smaller model must beat it (Mei et al.); at its dearest cost
+    /// (`at: highest`) it must beat every smaller one at any cost (DiT). The relative
+    /// margin must exceed `floor`; the cost where the frontiers cross is reported.
+    SamplingFrontier(FrontierCheck),
+    /// The row where `target` (a distilled model's quality) exists, against the best `y` of
+    /// any smaller model at cost ≤ `scale` × that row's cost: (y_small − target)/target must lie
+    /// in [min, max].
+    EqualCost(EqualCostCheck),
+    /// The `w` minimising `y` (a parabola in ln w through the grid's best point and its
+    /// neighbours) per (`within`, `across`) pair; per `within` value, the spread of ln w* over
+    /// `across` values; their mean must exceed `floor` (PASS) or stay below it (FAIL).
+    GuidanceOptimum(GuidanceOptimumCheck),
 }
 
 /// A row the paper is known to print wrongly. The row must violate the check; its verdict is
@@ -714,4 +790,58 @@ pub struct OptimumCheck {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CostEnd {
+    /// The largest model's cheapest point: a smaller model should win there.
+    Lowest,
+    /// The largest model's dearest point, where every smaller model has all its cells: the
+    /// largest model should win there.
+    Highest,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierCheck {
+    pub cost: String,
+    pub y: String,
+    /// The column that tells models apart (their size).
+    pub size: String,
+    pub at: CostEnd,
+    /// Practical significance: the winner's relative margin must exceed this.
+    #[serde(default)]
+    pub floor: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EqualCostCheck {
+    pub target: String,
+    pub y: String,
+    pub cost: String,
+    pub size: String,
+    /// The small models' budget, in multiples of the target row's cost (2 counts guidance's
+    /// second evaluation against a distilled model that needs none).
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuidanceOptimumCheck {
+    pub w: String,
+    pub y: String,
+    /// The variable w* should depend on (e.g. `steps`) …
+    pub across: String,
+    /// … for each value of this one (e.g. `params`).
+    pub within: String,
+    /// The smallest spread of ln w* that counts as a dependence (ln 1.25 ≈ 0.22: one step of a
+    /// typical grid).
+    pub floor: f64,
 }

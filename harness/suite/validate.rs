@@ -238,12 +238,7 @@ pub fn experiment(e: &Experiment) -> Problems {
             }
         }
         Experiment::SamplerSweep(w) => {
-            if w.denoiser == crate::suite::Denoiser::Trained {
-                p.push((
-                    vec![k("denoiser")],
-                    "trained denoisers need the training engine, which this build lacks".into(),
-                ));
-            }
+            trained_sweep(w, &mut p);
             data(&w.data, &mut p);
             schedule(&w.schedule, &mut p);
             samplers(&w.samplers, &mut p);
@@ -254,6 +249,12 @@ pub fn experiment(e: &Experiment) -> Problems {
             replicates(w.replicates, &mut p);
             if !(0.0..=100.0).contains(&w.guidance) {
                 p.push((vec![k("guidance")], "guidance must be in [0, 100] (1 means none)".into()));
+            }
+            for (i, g) in w.guidance_sweep.iter().enumerate() {
+                if !(0.0..=100.0).contains(g) || w.guidance_sweep[..i].contains(g) {
+                    let m = "guidance weights must be distinct and in [0, 100] (1 means none)";
+                    p.push((vec![k("guidance_sweep"), Step::Index(i)], m.into()));
+                }
             }
             if let crate::suite::ClipX0::Symmetric(c) = w.clip_x0 {
                 if !positive(c) {
@@ -455,9 +456,24 @@ pub fn columns(e: &Experiment) -> Columns {
             c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
         }
         Experiment::SamplerSweep(e) => {
-            let names = e.samplers.keys().flat_map(|n| [n.clone(), format!("nfe_{n}")]);
+            let trained = e.denoiser == crate::suite::Denoiser::Trained;
+            let prompted = trained || !e.guidance_sweep.is_empty() || e.guidance != 1.0;
+            let names = e.samplers.keys().flat_map(|n| {
+                let align = prompted.then(|| format!("align_{n}"));
+                [n.clone(), format!("nfe_{n}")].into_iter().chain(align)
+            });
             c.measured = names.chain(["steps".to_string()]).collect();
-            c.rows = e.steps.iter().map(|n| format!("steps={n}")).collect();
+            if !e.guidance_sweep.is_empty() {
+                c.measured.insert("guidance".into());
+            }
+            if trained {
+                let cols = ["params", "forward_macs", "excess_error", "train_flops", "cost", "cost_uncounted"];
+                c.measured.extend(cols.map(String::from));
+            }
+            if e.distill.is_some() {
+                c.measured.extend(["pd", "distill_flops", "distill_fraction"].map(String::from));
+            }
+            c.rows = e.rows();
         }
         Experiment::TrainSweep(t) => {
             let cols = ["params", "forward_gflops", "budget", "train_flops", "steps", "final_loss", "excess_error"];
@@ -525,6 +541,56 @@ fn join(s: &BTreeSet<String>) -> String {
     }
 }
 
+/// A trained sweep's models, training and distillation; an oracle sweep has none of them.
+fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
+    if w.denoiser == crate::suite::Denoiser::Oracle {
+        for (f, given) in
+            [("models", !w.models.is_empty()), ("training", w.training.is_some()), ("distill", w.distill.is_some())]
+        {
+            if given {
+                p.push((vec![k(f)], format!("`{f}` is for `denoiser: trained`; the oracle needs no training")));
+            }
+        }
+        return;
+    }
+    if w.models.is_empty() {
+        p.push((vec![k("models")], "`denoiser: trained` needs `models` (the networks to train)".into()));
+    }
+    unique_labels(w.models.iter().map(|m| m.label.as_str()), |i| vec![k("models"), Step::Index(i), k("label")], p);
+    let dim = w.data.build_dim();
+    for (i, m) in w.models.iter().enumerate() {
+        let at = vec![k("models"), Step::Index(i), k("model")];
+        model(&m.model, at.clone(), p);
+        if !matches!(m.model, ModelConfig::Mlp(_) | ModelConfig::Dit(_) | ModelConfig::Unet(_)) {
+            p.push((at, format!("the `{}` family cannot be trained: use mlp, dit or unet", m.model.family())));
+        } else if dim.is_some_and(|d| d != m.model.data_dim()) {
+            p.push((at, format!("the model's input must match the data's {} values per sample", dim.unwrap_or(0))));
+        }
+    }
+    match &w.training {
+        None => p.push((vec![k("training")], "`denoiser: trained` needs `training`".into())),
+        Some(t) => {
+            for (f, msg) in t.validate() {
+                p.push((vec![k("training"), k(&f)], format!("{f}: {msg}")));
+            }
+            if w.distill.is_some() && t.prediction == crate::diffusion::PredictionType::Epsilon {
+                let m =
+                    "distillation needs `prediction: v` or `sample`: an ε-model's x̂0 = (x − σε̂)/α blows up as α → 0";
+                p.push((vec![k("training"), k("prediction")], m.into()));
+            }
+        }
+    }
+    if let Some(d) = &w.distill {
+        for (f, msg) in d.validate() {
+            p.push((vec![k("distill"), k(&f)], format!("{f}: {msg}")));
+        }
+        if !w.steps.contains(&d.steps) || !w.weights().contains(&1.0) {
+            let m = "the distilled student is scored in the row at its step count and w = 1: add both to the sweep";
+            p.push((vec![k("distill"), k("steps")], m.into()));
+        }
+    }
+}
+
 /// What a check refers to, for validation.
 struct CheckRefs<'a> {
     kind: &'static str,
@@ -569,6 +635,16 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
             band: Some((m.min, m.max)),
             ..plain("optimum", vec![("x", &m.x), ("y", &m.y), ("group", &m.group)])
         },
+        Check::SamplingFrontier(m) => {
+            plain("sampling_frontier", vec![("cost", &m.cost), ("y", &m.y), ("size", &m.size)])
+        }
+        Check::EqualCost(m) => CheckRefs {
+            band: Some((m.min, m.max)),
+            ..plain("equal_cost", vec![("target", &m.target), ("y", &m.y), ("cost", &m.cost), ("size", &m.size)])
+        },
+        Check::GuidanceOptimum(m) => {
+            plain("guidance_optimum", vec![("w", &m.w), ("y", &m.y), ("across", &m.across), ("within", &m.within)])
+        }
         Check::Ordered(m) => {
             let mut refs: Vec<(&'static str, &String)> = m.columns.iter().map(|c| ("columns", c)).collect();
             refs.extend(m.x.as_ref().map(|x| ("x", x)));

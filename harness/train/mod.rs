@@ -109,15 +109,60 @@ impl TrainSpec {
     }
 }
 
+/// One step's optimiser settings: learning rate, weight decay, gradient-norm clip, EMA decay.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hyper {
+    pub lr: f64,
+    pub wd: f64,
+    pub clip: f64,
+    pub beta: f64,
+}
+
+/// Backpropagate `loss`, clip, take an AdamW step and update the EMA; returns the loss value.
+/// A non-finite loss is returned without stepping (the caller reports it).
+pub(crate) fn optimise_step(
+    model: &dyn Network,
+    loss: &Tensor,
+    opt: &mut AdamW,
+    ema: &mut [Tensor],
+    h: Hyper,
+) -> candle_core::Result<f64> {
+    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if !value.is_finite() {
+        return Ok(value);
+    }
+    let vars = &model.params().vars;
+    let grads = loss.backward()?;
+    let g: Vec<Tensor> = vars
+        .iter()
+        .map(|(n, v)| {
+            grads.get(v).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached `{n}`")))
+        })
+        .collect::<Result<_, _>>()?;
+    if model.params().device().is_cpu() && model.params().dtype() == candle_core::DType::F32 {
+        fused_cpu_update(vars, &g, opt, ema, h.clip, h.lr, h.wd, h.beta)?;
+        return Ok(value);
+    }
+    let sq = |t: &Tensor| t.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>();
+    let norm = g.iter().map(sq).collect::<Result<Vec<f64>, _>>()?.iter().sum::<f64>().sqrt();
+    let scale = (h.clip / norm.max(1e-12)).min(1.0);
+    let g: Vec<Tensor> = g.iter().map(|t| t * scale).collect::<Result<_, _>>()?;
+    opt.update(vars, &g, h.lr, h.wd)?;
+    for (e, (_, v)) in ema.iter_mut().zip(vars) {
+        *e = ((&*e * h.beta)? + (v.as_tensor().detach() * (1.0 - h.beta))?)?;
+    }
+    Ok(value)
+}
+
 /// AdamW (Loshchilov & Hutter 2019) with its moments in the open, so they can be saved.
-struct AdamW {
+pub(crate) struct AdamW {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: u64,
 }
 
 impl AdamW {
-    fn new(vars: &[(String, Var)]) -> candle_core::Result<Self> {
+    pub(crate) fn new(vars: &[(String, Var)]) -> candle_core::Result<Self> {
         let zeros = |v: &Var| v.as_tensor().zeros_like();
         Ok(AdamW {
             m: vars.iter().map(|(_, v)| zeros(v)).collect::<Result<_, _>>()?,
@@ -291,31 +336,8 @@ pub(crate) fn train_until(
         let mut step = || -> candle_core::Result<f64> {
             let out = model.forward(&rows_tensor(&xt, d, dev)?, &t, model.classes().map(|_| labels.as_slice()))?;
             let loss = (out - rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?)?.sqr()?.mean_all()?;
-            let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            if !value.is_finite() {
-                return Ok(value);
-            }
-            let grads = loss.backward()?;
-            let g: Vec<Tensor> = vars
-                .iter()
-                .map(|(n, v)| {
-                    grads.get(v).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached `{n}`")))
-                })
-                .collect::<Result<_, _>>()?;
-            let (lr, wd) = (spec.learning_rate_at(s, total), spec.weight_decay);
-            if dev.is_cpu() && model.params().dtype() == candle_core::DType::F32 {
-                fused_cpu_update(vars, &g, &mut opt, &mut ema, spec.clip, lr, wd, beta)?;
-                return Ok(value);
-            }
-            let sq = |t: &Tensor| t.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>();
-            let norm = g.iter().map(sq).collect::<Result<Vec<f64>, _>>()?.iter().sum::<f64>().sqrt();
-            let scale = (spec.clip / norm.max(1e-12)).min(1.0);
-            let g: Vec<Tensor> = g.iter().map(|t| t * scale).collect::<Result<_, _>>()?;
-            opt.update(vars, &g, lr, wd)?;
-            for (e, (_, v)) in ema.iter_mut().zip(vars) {
-                *e = ((&*e * beta)? + (v.as_tensor().detach() * (1.0 - beta))?)?;
-            }
-            Ok(value)
+            let hyper = Hyper { lr: spec.learning_rate_at(s, total), wd: spec.weight_decay, clip: spec.clip, beta };
+            optimise_step(model, &loss, &mut opt, &mut ema, hyper)
         };
         loss_value = step().map_err(err)?;
         if !loss_value.is_finite() {
@@ -376,6 +398,8 @@ pub fn excess_error(
     }
     Ok(total / samples as f64)
 }
+
+pub mod distill;
 
 #[cfg(test)]
 mod tests;
