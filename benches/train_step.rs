@@ -49,6 +49,9 @@ fn cases() -> Vec<(&'static str, ModelConfig, usize, Gmm)> {
         num_classes: 6,
         block: DitBlock::AdalnZero,
         mlp_ratio: 4.0,
+        mixer_depth: 0,
+        mixer_hidden: 0,
+        mask_ratio: 0.0,
     };
     let unet = UnetConfig {
         channels: 32,

@@ -65,10 +65,19 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     assert_eq!(verdict(&s, "mei2024/table1-gflops"), "ERRATUM");
     assert_eq!(verdict(&s, "mei2024/table1-norm-cost"), "ERRATUM");
     assert_eq!(verdict(&s, "li2024/scaling-functions"), "ERRATUM");
-    // Nothing fails; skipped are only the two training claims too long for the smoke scale.
-    let skipped_in_smoke = ["dit2023/reduced-compute-efficiency", "dit2023/reduced-block-design"];
+    // Nothing fails; skipped are only the training claims too long (or too fragile) for the
+    // smoke scale, and two trained-sampler claims are too small there to decide.
+    let skipped_in_smoke = [
+        "dit2023/reduced-compute-efficiency",
+        "dit2023/reduced-block-design",
+        "mei2024/reduced-distilled-large-vs-small",
+    ];
+    let undecided_in_smoke = ["mei2024/sampler-order-trained", "mei2024/reduced-cfg-optimum"];
     for (id, v) in &v {
-        let ok = v == "PASS" || v == "ERRATUM" || (v == "SKIPPED" && skipped_in_smoke.contains(&id.as_str()));
+        let ok = v == "PASS"
+            || v == "ERRATUM"
+            || (v == "SKIPPED" && skipped_in_smoke.contains(&id.as_str()))
+            || (v == "INCONCLUSIVE" && undecided_in_smoke.contains(&id.as_str()));
         assert!(ok, "{id}: {v}");
     }
     // Figures: SVG and PNG for the fitted claim, and the report links them.
@@ -363,18 +372,29 @@ fn negative_control_broken_samplers_fail_the_ordering_claim() {
 }
 
 #[test]
-fn sampler_claims_pass_at_smoke_scale_and_trained_ones_are_skipped_with_a_reason() {
+fn sampler_claims_pass_at_smoke_scale_and_a_skipped_one_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_smoke(dir.path(), &["suites/mei2024.yaml", "suites/calibration.yaml"]);
     assert_eq!(out.status.code(), Some(0));
     let s = summary(dir.path());
-    for id in ["mei2024/sampler-order-oracle", "calibration/sampler-orders", "calibration/metric-null"] {
+    for id in [
+        "mei2024/sampler-order-oracle",
+        "calibration/sampler-orders",
+        "calibration/metric-null",
+        "calibration/cfg-alignment",
+        "mei2024/sampler-size-independence",
+        "mei2024/reduced-sampling-cost-small-wins",
+        "mei2024/reduced-distill-improves",
+    ] {
         assert_eq!(verdict(&s, id), "PASS", "{id}");
     }
-    assert_eq!(verdict(&s, "mei2024/sampler-order-trained"), "SKIPPED");
-    let c = s["claims"].as_array().unwrap().iter().find(|c| c["id"] == "mei2024/sampler-order-trained").unwrap();
-    assert!(c["reason"].as_str().unwrap().contains("training engine"));
-    assert!(dir.path().join("figures/mei2024__sampler-order-oracle.svg").is_file());
+    let id = "mei2024/reduced-distilled-large-vs-small";
+    assert_eq!(verdict(&s, id), "SKIPPED");
+    let c = s["claims"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+    assert!(c["reason"].as_str().unwrap().contains("cpu scale"));
+    for f in ["mei2024__sampler-order-oracle", "mei2024__sampler-size-independence", "mei2024__reduced-cfg-optimum"] {
+        assert!(dir.path().join(format!("figures/{f}.svg")).is_file(), "{f}");
+    }
 }
 
 #[test]

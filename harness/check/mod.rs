@@ -639,6 +639,7 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
         Check::SamplingFrontier(c) => sampling::frontier(ctx, c, i),
         Check::EqualCost(c) => sampling::equal_cost(ctx, c, i),
         Check::GuidanceOptimum(c) => sampling::guidance_optimum(ctx, c, i),
+        Check::Gap(c) => sampling::gap(ctx, c, i),
     };
     r.unwrap_or_else(|e| CheckOutcome {
         check: format!("check {}", i + 1),

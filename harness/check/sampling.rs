@@ -7,7 +7,7 @@
 
 use super::{band_text, band_verdict, positive_verdict, CheckOutcome, Ctx, RowOutcome, Verdict};
 use crate::fit::{self, Estimate, Rows};
-use crate::suite::{CostEnd, EqualCostCheck, FrontierCheck, GuidanceOptimumCheck};
+use crate::suite::{CostEnd, Direction, EqualCostCheck, FrontierCheck, GapCheck, GuidanceOptimumCheck};
 
 fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
@@ -311,6 +311,70 @@ pub fn guidance_optimum(ctx: &Ctx, g: &GuidanceOptimumCheck, i: usize) -> Result
         verdict,
         measured: est,
         expected: format!("spread > {}", fit::fmt_num(g.floor)),
+        rows,
+        note,
+    })
+}
+
+/// Relative gaps between paired rows, and whether they grow (or shrink) along the pairs.
+pub fn gap(ctx: &Ctx, g: &GapCheck, i: usize) -> Result<CheckOutcome, String> {
+    let ys = ctx.rows(&g.y)?;
+    let row = |name: &str| ctx.data.rows.iter().position(|r| r == name).ok_or_else(|| format!("no row `{name}`"));
+    let mut cols: Vec<Rows> = vec![];
+    for [a, b] in &g.pairs {
+        for r in [a, b] {
+            cols.push(vec![ys[row(r)?].clone().ok_or_else(|| format!("row `{r}` has no `{}`", g.y))?]);
+        }
+    }
+    let refs: Vec<&Rows> = cols.iter().collect();
+    let gap_at = |c: &[Rows], k: usize| {
+        let (a, b) = (fit::mean(&c[2 * k][0]), fit::mean(&c[2 * k + 1][0]));
+        (a - b) / b.abs().max(1e-300)
+    };
+    let sign = if g.direction == Direction::Increasing { 1.0 } else { -1.0 };
+    let (b, l) = (ctx.boot.resamples, ctx.boot.level);
+    let mut rows = vec![];
+    for (k, [a, bb]) in g.pairs.iter().enumerate() {
+        let e = fit::bootstrap(&refs, b, l, ctx.seed(&format!("check{i}/gap{k}")), |c| Some(gap_at(c, k)));
+        rows.push(RowOutcome {
+            row: format!("({a} − {bb}) / {bb}"),
+            measured: e.unwrap_or(Estimate::exact(f64::NAN)),
+            expected: "reported".into(),
+            verdict: Verdict::Pass,
+            note: None,
+        });
+    }
+    let mut verdicts = vec![];
+    let mut worst: Option<Estimate> = None;
+    for k in 0..g.pairs.len().saturating_sub(1) {
+        let e = fit::bootstrap(&refs, b, l, ctx.seed(&format!("check{i}/step{k}")), |c| {
+            Some(sign * (gap_at(c, k + 1) - gap_at(c, k)))
+        })
+        .expect("defined");
+        let v = positive_verdict(&e);
+        if worst.is_none_or(|w| e.lo_or_value() < w.lo_or_value()) {
+            worst = Some(e);
+        }
+        rows.push(RowOutcome {
+            row: format!("gap change, pair {} → {}", k + 1, k + 2),
+            measured: e,
+            expected: "> 0".into(),
+            verdict: v,
+            note: None,
+        });
+        verdicts.push(v);
+    }
+    let (verdict, note) = if g.pairs.len() < 2 {
+        (Verdict::Fail, Some("needs two pairs".into()))
+    } else {
+        (Verdict::combine(verdicts), None)
+    };
+    let dir = if sign > 0.0 { "grows" } else { "shrinks" };
+    Ok(CheckOutcome {
+        check: format!("the relative gap in {} {dir} along the pairs", g.y),
+        verdict,
+        measured: worst,
+        expected: "every step > 0".into(),
         rows,
         note,
     })

@@ -52,6 +52,24 @@ pub struct DitConfig {
     pub block: DitBlock,
     #[serde(default = "default_mlp_ratio")]
     pub mlp_ratio: f64,
+    /// MicroDiT's patch-mixer (Sehwag et al. 2024, §3.2): this many adaLN-Zero blocks of width
+    /// `mixer_hidden` on every patch, then a linear map to `hidden`. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mixer_depth: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mixer_hidden: u64,
+    /// Fraction of patches dropped in training: after the mixer (deferred masking), or right
+    /// after the patch embedding when there is none (naive masking). Counts are of the masked
+    /// training forward pass; sampling always sees every patch.
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub mask_ratio: f64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_f(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_input() -> u64 {
@@ -94,6 +112,9 @@ impl DitConfig {
             num_classes: 1000,
             block: DitBlock::AdalnZero,
             mlp_ratio: 4.0,
+            mixer_depth: 0,
+            mixer_hidden: 0,
+            mask_ratio: 0.0,
         })
     }
 
@@ -113,6 +134,20 @@ impl DitConfig {
         (self.hidden as f64 * self.mlp_ratio) as u64
     }
 
+    /// Patches the backbone sees in (masked) training: ⌊(1 − m)·T⌋, at least one.
+    pub fn kept_tokens(&self) -> u64 {
+        (((1.0 - self.mask_ratio) * self.tokens() as f64).floor() as u64).max(1)
+    }
+
+    /// Width of the patch embedding: the mixer's, when there is one.
+    pub fn embed_width(&self) -> u64 {
+        if self.mixer_depth > 0 {
+            self.mixer_hidden
+        } else {
+            self.hidden
+        }
+    }
+
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
         require(&mut e, self.depth >= 1, "depth", "must be at least 1");
@@ -126,6 +161,13 @@ impl DitConfig {
             require(&mut e, self.input_size.is_multiple_of(self.patch), "input_size", "must be divisible by patch");
         }
         require(&mut e, self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0, "mlp_ratio", "must be in (0, 64]");
+        require(&mut e, (0.0..1.0).contains(&self.mask_ratio), "mask_ratio", "must be in [0, 1)");
+        if self.mixer_depth > 0 {
+            let ok = self.mixer_hidden >= 1 && self.heads >= 1 && self.mixer_hidden.is_multiple_of(self.heads);
+            require(&mut e, ok, "mixer_hidden", "must be a positive multiple of heads");
+        }
+        let plain = self.block == DitBlock::AdalnZero || (self.mixer_depth == 0 && self.mask_ratio == 0.0);
+        require(&mut e, plain, "block", "a mixer or masking needs the adaln_zero block");
         e
     }
 
@@ -137,12 +179,30 @@ impl DitConfig {
         let side = self.input_size / p;
         let mut c = Tally::new();
 
+        let de = self.embed_width();
         c.part("embed");
-        c.conv(side, side, self.in_channels, d, p, true);
-        c.frozen(self.tokens() * d);
+        c.conv(side, side, self.in_channels, de, p, true);
+        c.frozen(self.tokens() * de);
         c.linear(OtherLinear, 1.0, FREQ_DIM, d, true);
         c.linear(OtherLinear, 1.0, d, d, true);
         c.params((self.num_classes + 1) * d);
+
+        // Masked training: the backbone and final layer see the kept patches only.
+        let kept = self.kept_tokens() as f64;
+        if self.mixer_depth > 0 {
+            let (dm, hm) = (self.mixer_hidden, (self.mixer_hidden as f64 * self.mlp_ratio) as u64);
+            c.part("mixer");
+            for _ in 0..self.mixer_depth {
+                c.linear(TokenLinear, t, dm, 3 * dm, true);
+                c.attention(SelfAttention, t, t, dm);
+                c.linear(TokenLinear, t, dm, dm, true);
+                c.linear(TokenLinear, t, dm, hm, true);
+                c.linear(TokenLinear, t, hm, dm, true);
+                c.linear(OtherLinear, 1.0, d, 6 * dm, true);
+            }
+            c.linear(TokenLinear, kept, dm, d, true);
+        }
+        let t = kept;
 
         // In-context conditioning lengthens the sequence by the two conditioning tokens.
         let seq = if self.block == DitBlock::InContext { t + 2.0 } else { t };

@@ -4,6 +4,12 @@
 //! embedding; c = t_emb + y_emb; N blocks of one of the four designs of §3.2 / Fig. 3; final
 //! layer; unpatchify. When `learn_sigma`, the Σ channels are produced (and counted) but only
 //! the first `in_channels` are the prediction.
+//!
+//! MicroDiT's deferred masking (Sehwag et al. 2024, §3.2, micro_diffusion `dit.py`) is the same
+//! model with a patch-mixer: adaLN-Zero blocks on every patch before a random fraction of the
+//! patches is dropped in training; the backbone then sees only the kept ones, and the loss is
+//! taken on their pixels alone (no reconstruction loss). Without a mixer the same dropping is
+//! naive masking. Sampling always runs on every patch.
 
 use super::gelu::gelu;
 use super::layers::{attention, layer_norm, linear, modulate};
@@ -44,6 +50,9 @@ pub struct Dit {
     blocks: Vec<Block>,
     final_ada: Option<Lin>,
     out: Lin,
+    mixer: Vec<Block>,
+    /// Mixer width → backbone width.
+    mixer_out: Option<Lin>,
 }
 
 /// Fixed 2-D sin-cos position embedding [tokens, d]: half the width encodes the row, half the
@@ -76,7 +85,8 @@ impl Dit {
                 p.add(&format!("{name}.b"), &[o], Init::Zeros, &mut rng)?,
             ))
         };
-        let patch = lin(&mut p, "patch", pp * pp * cin, d, Init::Xavier)?;
+        let de = cfg.embed_width() as usize;
+        let patch = lin(&mut p, "patch", pp * pp * cin, de, Init::Xavier)?;
         let t1 = lin(&mut p, "t1", FREQ, d, Init::Normal(0.02))?;
         let t2 = lin(&mut p, "t2", d, d, Init::Normal(0.02))?;
         let mut blocks = vec![];
@@ -104,11 +114,25 @@ impl Dit {
                 },
             });
         }
+        let mut mixer = vec![];
+        let hm = (de as f64 * cfg.mlp_ratio) as usize;
+        for i in 0..cfg.mixer_depth {
+            let b = format!("mixer{i}");
+            mixer.push(Block {
+                qkv: lin(&mut p, &format!("{b}.qkv"), de, 3 * de, Init::Xavier)?,
+                proj: lin(&mut p, &format!("{b}.proj"), de, de, Init::Xavier)?,
+                fc1: lin(&mut p, &format!("{b}.fc1"), de, hm, Init::Xavier)?,
+                fc2: lin(&mut p, &format!("{b}.fc2"), hm, de, Init::Xavier)?,
+                ada: Some(lin(&mut p, &format!("{b}.ada"), d, 6 * de, Init::Zeros)?),
+                cross: None,
+            });
+        }
+        let mixer_out = if cfg.mixer_depth > 0 { Some(lin(&mut p, "mixer.out", de, d, Init::Xavier)?) } else { None };
         let adaptive = matches!(cfg.block, DitBlock::AdalnZero | DitBlock::Adaln);
         let final_ada = if adaptive { Some(lin(&mut p, "final.ada", d, 2 * d, Init::Zeros)?) } else { None };
         let out = lin(&mut p, "final.out", d, pp * pp * cfg.out_channels() as usize, Init::Zeros)?;
         let label = p.add("label", &[cfg.num_classes as usize + 1, d], Init::Normal(0.02), &mut rng)?;
-        let pos = pos_embed((cfg.input_size / cfg.patch) as usize, d, device)?.to_dtype(dtype)?;
+        let pos = pos_embed((cfg.input_size / cfg.patch) as usize, de, device)?.to_dtype(dtype)?;
         Ok(Dit {
             cfg: cfg.clone(),
             prediction,
@@ -122,6 +146,8 @@ impl Dit {
             blocks,
             final_ada,
             out,
+            mixer,
+            mixer_out,
         })
     }
 
@@ -141,6 +167,7 @@ impl Dit {
 
     fn block(&self, x: Tensor, b: &Block, c: &Tensor, cond_tokens: &Tensor) -> Result<Tensor> {
         let n = |x: &Tensor| layer_norm(x, EPS);
+        // Mixer blocks are adaLN-Zero, and a model with a mixer is (validated) adaLN-Zero too.
         match (self.cfg.block, &b.ada, &b.cross) {
             (DitBlock::AdalnZero, Some(ada), _) => {
                 let m = self.lin(&c.silu()?, ada)?.chunk(6, D::Minus1)?;
@@ -176,6 +203,52 @@ impl Network for Dit {
     }
 
     fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
+        self.run(x, t, label, None).map(|o| o.0)
+    }
+
+    fn forward_train(
+        &self,
+        x: &Tensor,
+        t: &[f64],
+        label: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        if self.cfg.mask_ratio == 0.0 {
+            return Ok((self.forward(x, t, label)?, None));
+        }
+        let (out, visible) = self.run(x, t, label, Some(seed))?;
+        Ok((out, visible))
+    }
+}
+
+impl Dit {
+    /// Which patches each sample keeps: a seeded random subset of ⌊(1 − m)·T⌋, in patch order.
+    fn keep(&self, rows: usize, seed: u64) -> Vec<Vec<usize>> {
+        let (tokens, kept) = (self.cfg.tokens() as usize, self.cfg.kept_tokens() as usize);
+        (0..rows)
+            .map(|r| {
+                let mut rng = Rng::new(crate::run::seed::substream(seed, r as u64));
+                let mut order: Vec<usize> = (0..tokens).collect();
+                for i in 0..kept {
+                    let j = i + rng.below(tokens - i);
+                    order.swap(i, j);
+                }
+                let mut k = order[..kept].to_vec();
+                k.sort_unstable();
+                k
+            })
+            .collect()
+    }
+
+    /// The forward pass; with `mask_seed`, masked training: the prediction at the kept patches'
+    /// pixels (flattened) and those pixels' flat indices into the [rows, dim] target.
+    fn run(
+        &self,
+        x: &Tensor,
+        t: &[f64],
+        label: Option<&[usize]>,
+        mask_seed: Option<u64>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (dev, dt) = (self.params.device(), self.params.dtype());
         let cfg = &self.cfg;
         let (bsz, s, p, cin) = (t.len(), cfg.input_size as usize, cfg.patch as usize, cfg.in_channels as usize);
@@ -196,13 +269,33 @@ impl Network for Dit {
         let c = (&t_emb + &y_emb)?;
         let cond_tokens = Tensor::stack(&[&t_emb, &y_emb], 1)?;
 
+        let mut h = tokens;
+        for b in &self.mixer {
+            h = self.block(h, b, &c, &cond_tokens)?;
+        }
+        // Deferred masking: drop patches after the mixer (naive: with no mixer, right here).
+        let keep = mask_seed.map(|seed| self.keep(bsz, seed));
+        if let Some(k) = &keep {
+            let flat: Vec<u32> =
+                k.iter().enumerate().flat_map(|(b, ks)| ks.iter().map(move |j| (b * side * side + j) as u32)).collect();
+            let width = h.dim(D::Minus1)?;
+            let rows = Tensor::from_vec(flat, bsz * k[0].len(), dev)?;
+            h = h.reshape((bsz * side * side, width))?.index_select(&rows, 0)?.reshape((bsz, k[0].len(), width))?;
+        }
+        if let Some(l) = &self.mixer_out {
+            h = self.lin(&h, l)?;
+        }
+        let n_tok = h.dim(1)?;
+
         let in_context = cfg.block == DitBlock::InContext;
-        let mut h = if in_context { Tensor::cat(&[&cond_tokens, &tokens], 1)? } else { tokens };
+        if in_context {
+            h = Tensor::cat(&[&cond_tokens, &h], 1)?;
+        }
         for b in &self.blocks {
             h = self.block(h, b, &c, &cond_tokens)?;
         }
         if in_context {
-            h = h.narrow(1, 2, side * side)?;
+            h = h.narrow(1, 2, n_tok)?;
         }
         let h = layer_norm(&h, EPS)?;
         let h = match &self.final_ada {
@@ -213,7 +306,25 @@ impl Network for Dit {
             None => h,
         };
         let cout = cfg.out_channels() as usize;
-        let out = self.lin(&h, &self.out)?.reshape((bsz, side, side, p, p, cout))?.permute((0, 1, 3, 2, 4, 5))?;
-        out.reshape((bsz, s, s, cout))?.narrow(3, 0, cin)?.reshape((bsz, s * s * cin))
+        let out = self.lin(&h, &self.out)?;
+        let Some(k) = keep else {
+            let out = out.reshape((bsz, side, side, p, p, cout))?.permute((0, 1, 3, 2, 4, 5))?;
+            return Ok((out.reshape((bsz, s, s, cout))?.narrow(3, 0, cin)?.reshape((bsz, s * s * cin))?, None));
+        };
+        // The kept patches' predictions [B, K, p, p, C], and where each value sits in the image.
+        let pred = out.reshape((bsz, n_tok, p, p, cout))?.narrow(4, 0, cin)?.flatten_all()?;
+        let mut idx = Vec::with_capacity(bsz * n_tok * p * p * cin);
+        for (b, ks) in k.iter().enumerate() {
+            for j in ks {
+                let (r0, c0) = (j / side * p, j % side * p);
+                for (dy, dx, ch) in
+                    (0..p).flat_map(|dy| (0..p).flat_map(move |dx| (0..cin).map(move |ch| (dy, dx, ch))))
+                {
+                    idx.push((b * s * s * cin + ((r0 + dy) * s + c0 + dx) * cin + ch) as u32);
+                }
+            }
+        }
+        let n = idx.len();
+        Ok((pred, Some(Tensor::from_vec(idx, n, dev)?)))
     }
 }

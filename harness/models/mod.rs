@@ -104,6 +104,20 @@ pub trait Network {
     /// class when absent.
     fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor>;
 
+    /// The training forward pass: the prediction at the values the loss sees, flattened, and
+    /// their flat indices into the [rows, dim] target; `None` when it sees every value (all
+    /// but MicroDiT-style masked models). `seed` draws which patches each sample keeps.
+    fn forward_train(
+        &self,
+        x: &Tensor,
+        t: &[f64],
+        label: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let _ = seed;
+        Ok((self.forward(x, t, label)?, None))
+    }
+
     /// Analytic forward MACs per sample, from the config.
     fn forward_macs(&self) -> f64 {
         self.config().count().total().macs.values().sum()

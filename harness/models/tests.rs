@@ -23,7 +23,16 @@ fn dit(block: DitBlock, learn_sigma: bool) -> ModelConfig {
         num_classes: 3,
         block,
         mlp_ratio: 2.0,
+        mixer_depth: 0,
+        mixer_hidden: 0,
+        mask_ratio: 0.0,
     })
+}
+
+/// A MicroDiT-style DiT: a mixer of width 8 (deferred masking) or none (naive), 8 patches.
+fn masked(mixer_depth: u64, mask_ratio: f64) -> ModelConfig {
+    let ModelConfig::Dit(c) = dit(DitBlock::AdalnZero, false) else { unreachable!() };
+    ModelConfig::Dit(DitConfig { input_size: 8, mixer_depth, mixer_hidden: 8, mask_ratio, ..c })
 }
 
 fn unet(channels: u64, attention: bool) -> ModelConfig {
@@ -148,4 +157,63 @@ fn composed_layers_match_their_definitions() {
     let img = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &dev).unwrap().reshape((1, 1, 2, 2)).unwrap();
     let up = layers::upsample2x(&img).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(up, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0]);
+}
+
+#[test]
+fn masked_training_counts_the_kept_patches_and_scores_only_their_pixels() {
+    for (mixer, ratio) in [(1, 0.75), (0, 0.75), (1, 0.5)] {
+        let cfg = masked(mixer, ratio);
+        let net = build(&cfg, PredictionType::Epsilon, &Device::Cpu, DType::F32, 1).unwrap();
+        assert_eq!(net.params().count() as u64, cfg.count().total().params, "{cfg:?}");
+        let rows = 3;
+        let x = Tensor::zeros((rows, cfg.data_dim()), DType::F32, &Device::Cpu).unwrap();
+        let (pred, seen) = net.forward_train(&x, &[1.0; 3], labels(net.as_ref(), rows).as_deref(), 9).unwrap();
+        // The analytic count is of the masked training pass.
+        let per_sample = net.macs().take() / rows as f64;
+        assert_eq!(per_sample, cfg.count().total().macs.values().sum::<f64>(), "{cfg:?}");
+        // 16 patches of 2×2×3: a kept fraction (1 − m) of every sample's 192 values, all distinct.
+        let idx = seen.unwrap().to_vec1::<u32>().unwrap();
+        assert_eq!(pred.dims(), &[idx.len()]);
+        assert_eq!(idx.len(), rows * ((1.0 - ratio) * 192.0) as usize);
+        let mut unique = idx.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), idx.len());
+        assert!(idx.iter().all(|i| (*i as usize) < rows * 192));
+    }
+}
+
+#[test]
+fn masked_dit_gradients_match_finite_differences() {
+    // The mixer and its projection through the full forward pass …
+    check_gradients(&masked(1, 0.75));
+    // … and through the masked training pass (the gather of kept patches).
+    let cfg = masked(1, 0.5);
+    let dev = Device::Cpu;
+    let net = build(&cfg, PredictionType::Epsilon, &dev, DType::F64, 7).unwrap();
+    let mut r = Rng::new(5);
+    for (_, v) in &net.params().vars {
+        let vals: Vec<f64> = (0..v.elem_count()).map(|_| 0.3 * r.normal()).collect();
+        v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap()).unwrap();
+    }
+    let x = Tensor::from_vec((0..2 * 192).map(|_| r.normal()).collect::<Vec<f64>>(), (2, 192), &dev).unwrap();
+    let loss = |net: &dyn Network| {
+        let (pred, _) = net.forward_train(&x, &[10.0, 700.0], Some(&[0, 1]), 3).unwrap();
+        pred.sqr().unwrap().sum_all().unwrap()
+    };
+    let grads = loss(net.as_ref()).backward().unwrap();
+    for (name, v) in net.params().vars.iter().filter(|(n, _)| n.starts_with("mixer") || n.starts_with("patch")) {
+        let g = grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let i = base.len() / 2;
+        let at = |delta: f64| {
+            let mut p = base.clone();
+            p[i] += delta;
+            v.set(&Tensor::from_vec(p, v.shape(), &dev).unwrap()).unwrap();
+            loss(net.as_ref()).to_scalar::<f64>().unwrap()
+        };
+        let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+        v.set(&Tensor::from_vec(base.clone(), v.shape(), &dev).unwrap()).unwrap();
+        assert!((fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()), "{name}: {fd} vs {}", g[i]);
+    }
 }

@@ -174,9 +174,68 @@ fn heat(title: &str, d: &ClaimData, g: &crate::suite::GuidanceOptimumCheck) -> O
     }))
 }
 
+/// Every row's `y` as a bar (all arms of a training sweep, checked or not).
+fn arm_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, y: &str) -> Option<Plot> {
+    let v = col_points(d, y)?;
+    let rows: Vec<usize> = (0..d.rows.len()).filter(|i| v[*i].is_some()).collect();
+    let points = rows.iter().enumerate().filter_map(|(k, i)| v[*i].map(|(m, s)| (k as f64, m, s))).collect();
+    Some(Plot::One(Figure {
+        title: title.to_string(),
+        subtitle: format!("{y} of every model (mean and 95% interval over seeds; {})", claim.source),
+        x_label: "model".into(),
+        y_label: y.to_string(),
+        series: vec![Series { name: y.to_string(), points, line: false, bar: true, color: PALETTE[0] }],
+        hlines: vec![],
+        diagonal: false,
+        ticks: Some(rows.iter().map(|i| d.rows[*i].clone()).collect()),
+    }))
+}
+
+/// The two sides of each pair as curves along the pairs (e.g. naive and deferred masking
+/// against the mask ratio).
+fn pair_curves(title: &str, claim: &ResolvedClaim, d: &ClaimData, g: &crate::suite::GapCheck) -> Option<Plot> {
+    let v = col_points(d, &g.y)?;
+    let side = |k: usize| -> Vec<Pt> {
+        g.pairs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                let i = d.rows.iter().position(|r| *r == p[k])?;
+                v[i].map(|(m, s)| (j as f64, m, s))
+            })
+            .collect()
+    };
+    let name = |k: usize| g.pairs.first().map(|p| p[k].clone()).unwrap_or_default();
+    Some(Plot::One(Figure {
+        title: title.to_string(),
+        subtitle: format!("{} of each pair's two sides, pair by pair ({})", g.y, claim.source),
+        x_label: "pair".into(),
+        y_label: g.y.clone(),
+        series: vec![
+            Series { name: format!("{} …", name(0)), points: side(0), line: true, bar: false, color: PALETTE[3] },
+            Series { name: format!("{} …", name(1)), points: side(1), line: true, bar: false, color: PALETTE[0] },
+        ],
+        hlines: vec![],
+        diagonal: false,
+        ticks: Some(g.pairs.iter().map(|p| format!("{} / {}", p[0], p[1])).collect()),
+    }))
+}
+
+/// Figures of training sweeps without budgets that compare named arms.
+fn arms_plot(title: &str, claim: &ResolvedClaim, d: &ClaimData) -> Option<Plot> {
+    match claim.expect.first()? {
+        Check::Gap(g) => pair_curves(title, claim, d, g),
+        Check::Monotone(m) if m.x.starts_with("printed.") => arm_bars(title, claim, d, &m.y),
+        _ => None,
+    }
+}
+
 /// The figure of a trained (or guidance-swept) sampler sweep, chosen from its first check.
 pub fn sweep_plot(title: &str, claim: &ResolvedClaim, d: &ClaimData) -> Option<Plot> {
     let Plan::Run(e) = &claim.plan else { return None };
+    if let Experiment::TrainSweep(t) = e.as_ref() {
+        return if t.budgets.is_empty() { arms_plot(title, claim, d) } else { None };
+    }
     let Experiment::SamplerSweep(s) = e.as_ref() else { return None };
     if s.denoiser != Denoiser::Trained {
         return None;

@@ -1,5 +1,5 @@
-//! Trained sampler sweeps at the smoke scale, with the negative controls their claims must
-//! fail: model costs swapped, and a student that was never distilled.
+//! Trained sweeps at the smoke scale, with the negative controls their claims must fail: model
+//! costs swapped, a student that was never distilled, deferred masking without its mixer.
 
 use super::experiment::{assemble, execute, CaseCtx, ClaimData};
 use super::{plan, ResolvedClaim};
@@ -9,7 +9,8 @@ use crate::suite::{load_suite, Experiment, Plan, Profile};
 use std::path::Path;
 
 fn claim(id: &str) -> ResolvedClaim {
-    let suite = load_suite(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/suites/mei2024.yaml"))).unwrap();
+    let file = format!("{}/suites/{}.yaml", env!("CARGO_MANIFEST_DIR"), id.split('/').next().unwrap());
+    let suite = load_suite(Path::new(&file)).unwrap();
     plan(&[suite], Some(id), Profile::Smoke, None).pop().unwrap()
 }
 
@@ -73,5 +74,35 @@ fn an_undistilled_student_fails_the_distillation_claim() {
     let (pd, ddim) = (&d.measured["pd"], &d.measured["ddim"]);
     let row = pd.iter().position(|r| !r.is_empty()).unwrap();
     assert_eq!(pd[row], ddim[row]);
+    assert_eq!(verdicts(&c, &e, &d), vec![Verdict::Fail]);
+}
+
+#[test]
+fn deferred_masking_without_its_mixer_is_naive_masking_and_fails() {
+    // The claim is skipped at the smoke scale (it is decided at the cpu scale); its experiment
+    // runs here at the scale of the suite's smoke override.
+    let c = claim("microdit2024/reduced-deferred-vs-naive");
+    let Plan::Skip(_) = &c.plan else { panic!("expected the smoke scale to skip it") };
+    let suite = load_suite(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/suites/microdit2024.yaml"))).unwrap();
+    let doc = suite.claims.iter().find(|x| x.doc.id == c.id).unwrap();
+    let Some(Plan::Run(e)) = doc.plans.get(&Profile::Cpu) else { panic!("runs at the cpu scale") };
+    let Experiment::TrainSweep(mut t) = e.as_ref().clone() else { panic!("a training sweep") };
+    t.training.flop_budget = Some(1.0e10);
+    t.replicates = 2;
+    t.eval_samples = 256;
+    t.sample_fd = None;
+    t.models.retain(|m| m.label.contains('%'));
+    // Negative control: the deferred arm loses its patch-mixer.
+    for m in &mut t.models {
+        if let crate::compute::ModelConfig::Dit(cfg) = &mut m.model {
+            (cfg.mixer_depth, cfg.mixer_hidden) = (0, 0);
+        }
+    }
+    let e = Experiment::TrainSweep(t);
+    let c =
+        ResolvedClaim { expect: c.expect.iter().take(1).cloned().collect(), plan: Plan::Run(Box::new(e.clone())), ..c };
+    let d = run(&c, &e);
+    // The same config on common random numbers: the same run, to the bit.
+    assert_eq!(d.measured["excess_error"][0], d.measured["excess_error"][1], "the same model twice");
     assert_eq!(verdicts(&c, &e, &d), vec![Verdict::Fail]);
 }

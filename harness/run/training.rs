@@ -34,14 +34,17 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
     if budget.is_some() {
         spec.flop_budget = budget;
     }
-    // One init per (model, replicate), shared across budgets: an isoFLOP row differs from its
-    // neighbours only in how long it trains.
-    let init = ctx.seed_for(&format!("init/{}", sized.label));
+    // Common random numbers: the init derives from what the model is (so it is shared across
+    // budgets, and two rows of one config are the same run), and every row of a replicate sees
+    // the same batches. Rows then differ only in what the claim varies.
+    let what = serde_json::to_string(&sized.model).map_err(|e| e.to_string())?;
+    let init = ctx.seed_for(&format!("init/{what}"));
     let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, init)?;
     if let Some(dir) = ctx.checkpoint.as_ref().and_then(|p| p.parent()) {
         std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
     }
-    let (report, ema) = crate::train::train(model.as_ref(), &data, &spec, ctx.seed, ctx.checkpoint.as_deref())?;
+    let (report, ema) =
+        crate::train::train(model.as_ref(), &data, &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
     let trained = with_values(model.as_ref(), &ema)?;
     let err =
         crate::train::excess_error(trained.as_ref(), &data, &spec.schedule, e.eval_samples, ctx.seed_for("eval"))?;

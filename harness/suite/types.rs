@@ -634,6 +634,9 @@ pub enum Check {
     /// neighbours) per (`within`, `across`) pair; per `within` value, the spread of ln w* over
     /// `across` values; their mean must exceed `floor` (PASS) or stay below it (FAIL).
     GuidanceOptimum(GuidanceOptimumCheck),
+    /// Per pair of rows [a, b], the relative gap (y_a − y_b)/y_b; the gaps must move in
+    /// `direction` along the list, each step by a paired-bootstrap interval beyond zero.
+    Gap(GapCheck),
 }
 
 /// A row the paper is known to print wrongly. The row must violate the check; its verdict is
@@ -844,4 +847,13 @@ pub struct GuidanceOptimumCheck {
     /// The smallest spread of ln w* that counts as a dependence (ln 1.25 ≈ 0.22: one step of a
     /// typical grid).
     pub floor: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GapCheck {
+    pub y: String,
+    /// Row pairs [a, b], in the order the gap should grow (or shrink).
+    pub pairs: Vec<[String; 2]>,
+    pub direction: Direction,
 }

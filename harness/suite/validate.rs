@@ -645,6 +645,7 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
         Check::GuidanceOptimum(m) => {
             plain("guidance_optimum", vec![("w", &m.w), ("y", &m.y), ("across", &m.across), ("within", &m.within)])
         }
+        Check::Gap(m) => plain("gap", vec![("y", &m.y)]),
         Check::Ordered(m) => {
             let mut refs: Vec<(&'static str, &String)> = m.columns.iter().map(|c| ("columns", c)).collect();
             refs.extend(m.x.as_ref().map(|x| ("x", x)));
@@ -679,6 +680,20 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
                     vec![k("expect"), Step::Index(i), k("ordered"), k("columns")],
                     "an order needs at least two columns".into(),
                 ));
+            }
+        }
+        if let Check::Gap(g) = chk {
+            let at = |j: usize| vec![k("expect"), Step::Index(i), k("gap"), k("pairs"), Step::Index(j)];
+            if g.pairs.len() < 2 {
+                p.push((
+                    vec![k("expect"), Step::Index(i), k("gap"), k("pairs")],
+                    "a trend needs at least two pairs".into(),
+                ));
+            }
+            for (j, pair) in g.pairs.iter().enumerate() {
+                for r in pair.iter().filter(|r| !cols.rows.contains(r)) {
+                    p.push((at(j), format!("no row `{r}` (rows: {})", cols.rows.join(", "))));
+                }
             }
         }
         if let Check::Within(w) = chk {

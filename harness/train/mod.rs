@@ -334,8 +334,16 @@ pub(crate) fn train_until(
             .collect();
         let dev = model.params().device();
         let mut step = || -> candle_core::Result<f64> {
-            let out = model.forward(&rows_tensor(&xt, d, dev)?, &t, model.classes().map(|_| labels.as_slice()))?;
-            let loss = (out - rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?)?.sqr()?.mean_all()?;
+            let mask_seed = substream(substream(seed, s), 2);
+            let cls = model.classes().map(|_| labels.as_slice());
+            let (out, seen) = model.forward_train(&rows_tensor(&xt, d, dev)?, &t, cls, mask_seed)?;
+            let tgt = rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?;
+            // Masked models are scored on the pixels of the patches they kept (MicroDiT).
+            let tgt = match seen {
+                Some(idx) => tgt.flatten_all()?.index_select(&idx, 0)?,
+                None => tgt,
+            };
+            let loss = (out - tgt)?.sqr()?.mean_all()?;
             let hyper = Hyper { lr: spec.learning_rate_at(s, total), wd: spec.weight_decay, clip: spec.clip, beta };
             optimise_step(model, &loss, &mut opt, &mut ema, hyper)
         };
