@@ -90,6 +90,7 @@ fn spec(steps: u64, batch: usize) -> TrainSpec {
         ema_fraction: 0.5,
         clip: 1.0,
         label_dropout: 0.1,
+        unmasked_fraction: 0.0,
         prediction: PredictionType::Epsilon,
         schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false },
         checkpoint_every: 1_000_000,

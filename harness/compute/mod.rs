@@ -211,6 +211,14 @@ impl ModelConfig {
         }
     }
 
+    /// The same model as inference sees it: every patch kept (MicroDiT's masking is training-only).
+    pub fn unmasked(&self) -> ModelConfig {
+        match self {
+            ModelConfig::Dit(c) => ModelConfig::Dit(dit::DitConfig { mask_ratio: 0.0, ..c.clone() }),
+            other => other.clone(),
+        }
+    }
+
     /// Width of one flattened sample (vector or channel-last image) a trainable model sees.
     pub fn data_dim(&self) -> usize {
         match self {

@@ -411,7 +411,7 @@ where
                         .draw_series(
                             s.points
                                 .iter()
-                                .map(|p| Rectangle::new([(p.0 - 0.18, base), (p.0 + 0.18, p.1)], c.filled())),
+                                .map(|p| Rectangle::new([(p.0 - 0.12, base), (p.0 + 0.12, p.1)], c.filled())),
                         )
                         .map_err(e)?
                         .label(s.name.as_str())

@@ -115,26 +115,27 @@ fn sampler_panels(title: &str, d: &ClaimData, samplers: &[String]) -> Plot {
     )
 }
 
-fn distill_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, num: &str, den: &str) -> Option<Plot> {
-    let (a, b) = (col_points(d, den)?, col_points(d, num)?);
-    let rows: Vec<usize> = (0..d.rows.len()).filter(|i| a[*i].is_some() && b[*i].is_some()).collect();
+fn distill_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, nums: &[String], den: &str) -> Option<Plot> {
+    let a = col_points(d, den)?;
+    let students: Vec<RowPoints> = nums.iter().filter_map(|n| col_points(d, n)).collect();
+    let rows: Vec<usize> =
+        (0..d.rows.len()).filter(|i| a[*i].is_some() && students.iter().any(|b| b[*i].is_some())).collect();
     let bars = |col: &RowPoints, shift: f64| -> Vec<Pt> {
         rows.iter().enumerate().filter_map(|(k, i)| col[*i].map(|(m, s)| (k as f64 + shift, m, s))).collect()
     };
-    let series = vec![
-        Series {
-            name: format!("undistilled ({den})"),
-            points: bars(&a, -0.2),
-            line: false,
-            bar: true,
-            color: PALETTE[0],
-        },
-        Series { name: format!("distilled ({num})"), points: bars(&b, 0.2), line: false, bar: true, color: PALETTE[1] },
-    ];
+    let width = 0.8 / (1 + students.len()) as f64;
+    let shift = |k: usize| -0.4 + width * (k as f64 + 0.5);
+    let undistilled = format!("undistilled ({den})");
+    let mut series =
+        vec![Series { name: undistilled, points: bars(&a, shift(0)), line: false, bar: true, color: PALETTE[0] }];
+    for (k, (b, n)) in students.iter().zip(nums).enumerate() {
+        let name = format!("distilled ({n})");
+        series.push(Series { name, points: bars(b, shift(k + 1)), line: false, bar: true, color: PALETTE[k + 1] });
+    }
     Some(Plot::One(Figure {
         title: title.to_string(),
         subtitle: format!(
-            "FD at the student's step count, before and after progressive distillation ({})",
+            "FD at the students' step count, before and after distillation (pd: progressive, cd: consistency; {})",
             claim.source
         ),
         x_label: "model".into(),
@@ -268,7 +269,17 @@ pub fn sweep_plot(title: &str, claim: &ResolvedClaim, d: &ClaimData) -> Option<P
             });
             Some(Plot::One(fig))
         }
-        Check::Ratio(r) => distill_bars(title, claim, d, &r.num, &r.den),
+        Check::Ratio(r) => {
+            let nums: Vec<String> = claim
+                .expect
+                .iter()
+                .filter_map(|c| match c {
+                    Check::Ratio(x) if x.den == r.den => Some(x.num.clone()),
+                    _ => None,
+                })
+                .collect();
+            distill_bars(title, claim, d, &nums, &r.den)
+        }
         Check::GuidanceOptimum(g) => heat(title, d, g),
         _ => None,
     }

@@ -261,10 +261,19 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
                 }
             }
         }
+        Experiment::SamplerSweep(_) => {
+            // Distillation compute per model, as a fraction of its training compute.
+            for name in ["pd_fraction", "cd_fraction"] {
+                let Some(col) = d.measured.get(name) else { continue };
+                for (row, v) in d.rows.iter().zip(col).filter(|(_, v)| !v.is_empty()) {
+                    let model = row.split(" · ").next().unwrap_or(row);
+                    d.scalars.insert(format!("{name}[{model}]"), crate::fit::mean(v));
+                }
+            }
+        }
         Experiment::PowerLaws(_)
         | Experiment::SyntheticPowerLaw(_)
         | Experiment::SamplerConvergence(_)
-        | Experiment::SamplerSweep(_)
         | Experiment::MetricNull(_) => {}
     }
     d

@@ -67,14 +67,17 @@ fn an_undistilled_student_fails_the_distillation_claim() {
     let c = claim("mei2024/reduced-distill-improves");
     let Experiment::SamplerSweep(mut s) = experiment(&c) else { panic!("a sampler sweep") };
     s.distill.as_mut().unwrap().updates = 0;
+    s.consistency.as_mut().unwrap().updates = 0;
     s.models.truncate(2);
     let e = Experiment::SamplerSweep(s);
     let d = run(&c, &e);
-    // The student is its teacher: the same samples, a ratio of exactly 1.
-    let (pd, ddim) = (&d.measured["pd"], &d.measured["ddim"]);
-    let row = pd.iter().position(|r| !r.is_empty()).unwrap();
-    assert_eq!(pd[row], ddim[row]);
-    assert_eq!(verdicts(&c, &e, &d), vec![Verdict::Fail]);
+    // The students are their teacher: the same samples, ratios of exactly 1.
+    for student in ["pd", "cd"] {
+        let (s, ddim) = (&d.measured[student], &d.measured["ddim"]);
+        let row = s.iter().position(|r| !r.is_empty()).unwrap();
+        assert_eq!(s[row], ddim[row]);
+    }
+    assert_eq!(verdicts(&c, &e, &d), vec![Verdict::Fail, Verdict::Fail]);
 }
 
 #[test]

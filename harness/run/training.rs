@@ -132,28 +132,34 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
             out.insert(format!("{label}|{k}"), v);
         }
     }
-    if let Some(dspec) = &e.distill {
+    let students = [
+        e.distill.as_ref().map(|d| ("pd", d.steps, d.flops(model.forward_macs()))),
+        e.consistency.as_ref().map(|c| ("cd", c.steps, c.flops(model.forward_macs()))),
+    ];
+    for (name, steps, flops) in students.into_iter().flatten() {
         let student = with_values(model.as_ref(), &ema)?;
-        crate::train::distill::progressive(
-            student.as_ref(),
-            &data,
-            &spec.schedule,
-            dspec,
-            ctx.seed_for(&format!("distill/{row}")),
-        )?;
-        let (_, _, label) = cells.iter().find(|c| c.0 == dspec.steps && c.1 == 1.0).ok_or("validated")?.clone();
+        let seed = ctx.seed_for(&format!("{name}/{row}"));
+        match (&e.distill, &e.consistency) {
+            (Some(d), _) if name == "pd" => {
+                crate::train::distill::progressive(student.as_ref(), &data, &spec.schedule, d, seed)?;
+            }
+            (_, Some(c)) => {
+                crate::train::consistency::distil(student.as_ref(), &data, &spec.schedule, c, seed)?;
+            }
+            _ => unreachable!("listed above"),
+        }
+        let (_, _, label) = cells.iter().find(|c| c.0 == steps && c.1 == 1.0).ok_or("validated")?.clone();
         let ddim = SamplerSweepExp {
-            samplers: [("pd".to_string(), Sampler::Ddim { eta: 0.0 })].into(),
+            samplers: [(name.to_string(), Sampler::Ddim { eta: 0.0 })].into(),
             guidance_sweep: vec![],
             guidance: 1.0,
             ..e.clone()
         };
-        let cell = [(dspec.steps, 1.0, label.clone())];
+        let cell = [(steps, 1.0, label.clone())];
         let scored = sampling::score_cells(&ddim, &student, &data, &cell, trained.classes().is_some(), ctx)?;
-        out.insert(format!("{label}|pd"), scored[&format!("{label}|pd")]);
-        let flops = dspec.flops(model.forward_macs());
-        out.insert(format!("{label}|distill_flops"), flops);
-        out.insert(format!("{label}|distill_fraction"), flops / report.train_flops);
+        out.insert(format!("{label}|{name}"), scored[&format!("{label}|{name}")]);
+        out.insert(format!("{label}|{name}_flops"), flops);
+        out.insert(format!("{label}|{name}_fraction"), flops / report.train_flops);
     }
     Ok(out)
 }

@@ -438,10 +438,15 @@ pub struct SamplerSweepExp {
     pub models: Vec<SizedModel>,
     #[serde(default)]
     pub training: Option<crate::train::TrainSpec>,
-    /// Distil every trained model to `distill.steps` DDIM steps; its FD is the column `pd` in
-    /// the rows at that step count (and w = 1).
+    /// Distil every trained model progressively to `distill.steps` DDIM steps; its FD is the
+    /// column `pd` in the rows at that step count (and w = 1), its cost `pd_flops` and
+    /// `pd_fraction` (of the model's training FLOPs).
     #[serde(default)]
     pub distill: Option<crate::train::distill::DistillSpec>,
+    /// Also distil with CoDi-lite (consistency distillation, as Mei et al. did); its FD is the
+    /// column `cd` in the rows at its step count (and w = 1).
+    #[serde(default)]
+    pub consistency: Option<crate::train::consistency::ConsistencySpec>,
 }
 
 impl SamplerSweepExp {

@@ -471,7 +471,10 @@ pub fn columns(e: &Experiment) -> Columns {
                 c.measured.extend(cols.map(String::from));
             }
             if e.distill.is_some() {
-                c.measured.extend(["pd", "distill_flops", "distill_fraction"].map(String::from));
+                c.measured.extend(["pd", "pd_flops", "pd_fraction"].map(String::from));
+            }
+            if e.consistency.is_some() {
+                c.measured.extend(["cd", "cd_flops", "cd_fraction"].map(String::from));
             }
             c.rows = e.rows();
         }
@@ -544,9 +547,12 @@ fn join(s: &BTreeSet<String>) -> String {
 /// A trained sweep's models, training and distillation; an oracle sweep has none of them.
 fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
     if w.denoiser == crate::suite::Denoiser::Oracle {
-        for (f, given) in
-            [("models", !w.models.is_empty()), ("training", w.training.is_some()), ("distill", w.distill.is_some())]
-        {
+        for (f, given) in [
+            ("models", !w.models.is_empty()),
+            ("training", w.training.is_some()),
+            ("distill", w.distill.is_some()),
+            ("consistency", w.consistency.is_some()),
+        ] {
             if given {
                 p.push((vec![k(f)], format!("`{f}` is for `denoiser: trained`; the oracle needs no training")));
             }
@@ -573,11 +579,21 @@ fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
             for (f, msg) in t.validate() {
                 p.push((vec![k("training"), k(&f)], format!("{f}: {msg}")));
             }
-            if w.distill.is_some() && t.prediction == crate::diffusion::PredictionType::Epsilon {
+            let distils = w.distill.is_some() || w.consistency.is_some();
+            if distils && t.prediction == crate::diffusion::PredictionType::Epsilon {
                 let m =
                     "distillation needs `prediction: v` or `sample`: an ε-model's x̂0 = (x − σε̂)/α blows up as α → 0";
                 p.push((vec![k("training"), k("prediction")], m.into()));
             }
+        }
+    }
+    if let Some(c) = &w.consistency {
+        for (f, msg) in c.validate() {
+            p.push((vec![k("consistency"), k(&f)], format!("{f}: {msg}")));
+        }
+        if !w.steps.contains(&c.steps) || !w.weights().contains(&1.0) {
+            let m = "the distilled student is scored in the row at its step count and w = 1: add both to the sweep";
+            p.push((vec![k("consistency"), k("steps")], m.into()));
         }
     }
     if let Some(d) = &w.distill {

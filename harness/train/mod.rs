@@ -39,6 +39,10 @@ pub struct TrainSpec {
     pub ema_fraction: f64,
     /// Clip the global gradient norm to this.
     pub clip: f64,
+    /// A masked model's last fraction of steps without masking (MicroDiT's unmasked fine-tune,
+    /// about 10% of its steps); its FLOPs count at the unmasked cost.
+    #[serde(default)]
+    pub unmasked_fraction: f64,
     /// Probability of replacing a label by the null class (for guidance).
     #[serde(default)]
     pub label_dropout: f64,
@@ -82,6 +86,7 @@ impl TrainSpec {
         req(self.ema_fraction > 0.0 && self.ema_fraction <= 1.0, "ema_fraction", "must be in (0, 1]");
         req(self.clip > 0.0, "clip", "must be positive");
         req((0.0..1.0).contains(&self.label_dropout), "label_dropout", "must be in [0, 1)");
+        req((0.0..1.0).contains(&self.unmasked_fraction), "unmasked_fraction", "must be in [0, 1)");
         req(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1");
         e
     }
@@ -303,8 +308,12 @@ pub(crate) fn train_until(
         return Err(format!("the model takes {d} values per sample but the data has {}", data.dim));
     }
     let null = model.classes().unwrap_or(data.classes);
-    let fwd_macs = model.forward_macs();
+    // A step's forward MACs, averaged over the masked steps and the unmasked fine-tune.
+    let unmasked_macs = model.config().unmasked().count().total().macs.values().sum::<f64>();
+    let f = spec.unmasked_fraction;
+    let fwd_macs = (1.0 - f) * model.forward_macs() + f * unmasked_macs;
     let total = spec.steps_for(fwd_macs);
+    let fine_tune_from = total - (f * total as f64).round() as u64;
     let vars = &model.params().vars;
     let (mut ema, mut opt) = match checkpoint.filter(|p| p.is_file()) {
         Some(p) => load(p, model).map_err(err)?,
@@ -336,7 +345,12 @@ pub(crate) fn train_until(
         let mut step = || -> candle_core::Result<f64> {
             let mask_seed = substream(substream(seed, s), 2);
             let cls = model.classes().map(|_| labels.as_slice());
-            let (out, seen) = model.forward_train(&rows_tensor(&xt, d, dev)?, &t, cls, mask_seed)?;
+            let x = rows_tensor(&xt, d, dev)?;
+            let (out, seen) = if s < fine_tune_from {
+                model.forward_train(&x, &t, cls, mask_seed)?
+            } else {
+                (model.forward(&x, &t, cls)?, None)
+            };
             let tgt = rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?;
             // Masked models are scored on the pixels of the patches they kept (MicroDiT).
             let tgt = match seen {
@@ -363,7 +377,8 @@ pub(crate) fn train_until(
     if let Some(p) = checkpoint {
         let _ = std::fs::remove_file(p);
     }
-    let train_flops = 3.0 * 2.0 * fwd_macs * spec.batch as f64 * total as f64;
+    let step_macs = fine_tune_from as f64 * model.forward_macs() + (total - fine_tune_from) as f64 * unmasked_macs;
+    let train_flops = 3.0 * 2.0 * step_macs * spec.batch as f64;
     Ok((Trained { steps: total, train_flops, final_loss: loss_value, resumed_at }, ema))
 }
 
@@ -407,6 +422,7 @@ pub fn excess_error(
     Ok(total / samples as f64)
 }
 
+pub mod consistency;
 pub mod distill;
 
 #[cfg(test)]

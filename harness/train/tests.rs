@@ -25,6 +25,7 @@ fn spec(steps: u64) -> TrainSpec {
         ema_fraction: 0.2,
         clip: 1.0,
         label_dropout: 0.1,
+        unmasked_fraction: 0.0,
         prediction: PredictionType::Epsilon,
         schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false },
         checkpoint_every: 5,
@@ -94,4 +95,36 @@ fn learning_rate_schedule_is_tied_to_the_run_length() {
     assert!((s.learning_rate_at(99, 100) - 3e-4).abs() < 1e-5);
     // Tied to the run's length: the same fraction of any run gets the same rate.
     assert!((s.learning_rate_at(500, 1000) - s.learning_rate_at(50, 100)).abs() < 1e-5);
+}
+
+#[test]
+fn an_unmasked_fine_tune_counts_its_steps_at_the_unmasked_cost() {
+    use crate::compute::dit::{DitBlock, DitConfig};
+    use crate::compute::ModelConfig;
+    let dit = DitConfig {
+        depth: 1,
+        hidden: 16,
+        heads: 2,
+        patch: 2,
+        input_size: 4,
+        in_channels: 4,
+        learn_sigma: false,
+        num_classes: 2,
+        block: DitBlock::AdalnZero,
+        mlp_ratio: 2.0,
+        mixer_depth: 1,
+        mixer_hidden: 8,
+        mask_ratio: 0.75,
+    };
+    let cfg = ModelConfig::Dit(dit);
+    let images = GmmSpec { dim: 64, components: 2, classes: 2, radius: 1.0, std: 0.2, seed: 1 }.build();
+    let mut s = spec(10);
+    s.unmasked_fraction = 0.3;
+    let model = crate::models::build(&cfg, PredictionType::Epsilon, &Device::Cpu, candle_core::DType::F32, 1).unwrap();
+    let (report, _) = train(model.as_ref(), &images, &s, 2, None).unwrap();
+    let macs = |c: &ModelConfig| c.count().total().macs.values().sum::<f64>();
+    // 7 masked steps, then 3 on every patch.
+    let want = 6.0 * 32.0 * (7.0 * macs(&cfg) + 3.0 * macs(&cfg.unmasked()));
+    assert!((report.train_flops - want).abs() < 1e-6 * want, "{} vs {want}", report.train_flops);
+    assert!(macs(&cfg.unmasked()) > macs(&cfg));
 }
