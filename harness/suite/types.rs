@@ -137,7 +137,7 @@ pub enum Experiment {
     SamplerConvergence(SamplerConvergenceExp),
     /// Samplers × step counts on a Gaussian mixture, scored against true samples with a
     /// shared noise bank.
-    SamplerSweep(SamplerSweepExp),
+    SamplerSweep(Box<SamplerSweepExp>),
     /// A metric's null (true against true) and its power against a small blur.
     MetricNull(MetricNullExp),
     /// Train a family of models (seeded, per size) and score each against the exact denoiser.
@@ -163,7 +163,7 @@ impl<'de> Deserialize<'de> for Experiment {
             "training_budget" => variant(v).map(Experiment::TrainingBudget),
             "synthetic_power_law" => variant(v).map(Experiment::SyntheticPowerLaw),
             "sampler_convergence" => variant(v).map(Experiment::SamplerConvergence),
-            "sampler_sweep" => variant(v).map(Experiment::SamplerSweep),
+            "sampler_sweep" => variant(v).map(|e| Experiment::SamplerSweep(Box::new(e))),
             "metric_null" => variant(v).map(Experiment::MetricNull),
             "train_sweep" => variant(v).map(Experiment::TrainSweep),
             other => unreachable!("`tagged` admits only the listed kinds, not {other}"),

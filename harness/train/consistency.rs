@@ -6,9 +6,10 @@
 //!   1. one DDIM step t → s with the EMA ("target") network itself: x̂_s = α_s x̂0⁻ + σ_s ε̂⁻;
 //!   2. target  T_s = c_skip(s)·x̂_s + c_out(s)·x̂0⁻(x̂_s, s)              (stop-gradient);
 //!   3. online  O_t = c_skip(t)·x_t + c_out(t)·x̂0_θ(x_t, t);
-//!   4. loss    ‖O_t − T_s‖² + ‖O_t − x0‖²   (consistency + CoDi's data-regression term),
-//! with the boundary scalings of LCM and CoDi's code: c_skip(t) = σ_d² / ((10t)² + σ_d²),
-//! c_out(t) = 10t / √((10t)² + σ_d²), σ_d = 0.5, t the integer timestep. The EMA θ⁻ follows θ.
+//!   4. loss    ‖O_t − T_s‖² + ‖O_t − x0‖²   (consistency + CoDi's data-regression term).
+//!
+//! The boundary scalings are LCM's and CoDi's: c_skip(t) = σ_d² / ((10t)² + σ_d²),
+//! c_out(t) = 10t / √((10t)² + σ_d²), σ_d = 0.5, t the integer timestep; the EMA θ⁻ follows θ.
 //! On the sampling grid (t ≥ 249 at 4 steps) c_skip < 10⁻⁶, so the student samples with plain
 //! DDIM on its own x̂0, like every other model here.
 
