@@ -213,11 +213,7 @@ impl Network for Dit {
         label: Option<&[usize]>,
         seed: u64,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        if self.cfg.mask_ratio == 0.0 {
-            return Ok((self.forward(x, t, label)?, None));
-        }
-        let (out, visible) = self.run(x, t, label, Some(seed))?;
-        Ok((out, visible))
+        self.run(x, t, label, (self.cfg.mask_ratio > 0.0).then_some(seed))
     }
 }
 

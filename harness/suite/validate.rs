@@ -587,22 +587,17 @@ fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
             }
         }
     }
-    if let Some(c) = &w.consistency {
-        for (f, msg) in c.validate() {
-            p.push((vec![k("consistency"), k(&f)], format!("{f}: {msg}")));
+    let students = [
+        w.distill.as_ref().map(|d| ("distill", d.steps, d.validate())),
+        w.consistency.as_ref().map(|c| ("consistency", c.steps, c.validate())),
+    ];
+    for (field, steps, problems) in students.into_iter().flatten() {
+        for (f, msg) in problems {
+            p.push((vec![k(field), k(&f)], format!("{f}: {msg}")));
         }
-        if !w.steps.contains(&c.steps) || !w.weights().contains(&1.0) {
+        if !w.steps.contains(&steps) || !w.weights().contains(&1.0) {
             let m = "the distilled student is scored in the row at its step count and w = 1: add both to the sweep";
-            p.push((vec![k("consistency"), k("steps")], m.into()));
-        }
-    }
-    if let Some(d) = &w.distill {
-        for (f, msg) in d.validate() {
-            p.push((vec![k("distill"), k(&f)], format!("{f}: {msg}")));
-        }
-        if !w.steps.contains(&d.steps) || !w.weights().contains(&1.0) {
-            let m = "the distilled student is scored in the row at its step count and w = 1: add both to the sweep";
-            p.push((vec![k("distill"), k("steps")], m.into()));
+            p.push((vec![k(field), k("steps")], m.into()));
         }
     }
 }
