@@ -71,6 +71,8 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
         "dit2023/reduced-compute-efficiency",
         "dit2023/reduced-block-design",
         "mei2024/reduced-distilled-large-vs-small",
+        "microdit2024/reduced-deferred-vs-naive",
+        "microdit2024/reduced-mask-ratio-sweep",
     ];
     let undecided_in_smoke = ["mei2024/sampler-order-trained", "mei2024/reduced-cfg-optimum"];
     for (id, v) in &v {
