@@ -164,6 +164,17 @@ pub fn frontier(ctx: &Ctx, f: &FrontierCheck, i: usize) -> Result<CheckOutcome, 
     })
 }
 
+/// The distilled row k (the largest model with a `target`) and the best smaller-model row j
+/// within `scale` × k's cost, from row means.
+fn equal_cost_rows(t: &[f64], y: &[f64], cost: &[f64], size: &[f64], scale: f64) -> Option<(usize, Option<usize>)> {
+    let k = (0..t.len()).filter(|k| t[*k].is_finite()).max_by(|a, b| size[*a].total_cmp(&size[*b]))?;
+    let budget = scale * cost[k];
+    let j = (0..y.len())
+        .filter(|j| size[*j] < size[k] && !same(size[*j], size[k]) && cost[*j] <= budget * (1.0 + 1e-9))
+        .min_by(|a, b| y[*a].total_cmp(&y[*b]));
+    Some((k, j))
+}
+
 pub fn equal_cost(ctx: &Ctx, e: &EqualCostCheck, i: usize) -> Result<CheckOutcome, String> {
     // The target column exists only in a few rows: align it to the same rows, empty elsewhere.
     let (tc, yc, cc, sc) = (ctx.rows(&e.target)?, ctx.rows(&e.y)?, ctx.rows(&e.cost)?, ctx.rows(&e.size)?);
@@ -173,13 +184,8 @@ pub fn equal_cost(ctx: &Ctx, e: &EqualCostCheck, i: usize) -> Result<CheckOutcom
     let stat = |c: &[Rows]| {
         let (t, y, cost, size) =
             (fit::row_means(&c[0]), fit::row_means(&c[1]), fit::row_means(&c[2]), fit::row_means(&c[3]));
-        let k = (0..t.len()).filter(|k| t[*k].is_finite()).max_by(|a, b| size[*a].total_cmp(&size[*b]))?;
-        let budget = e.scale * cost[k];
-        let best = (0..y.len())
-            .filter(|j| size[*j] < size[k] && !same(size[*j], size[k]) && cost[*j] <= budget * (1.0 + 1e-9))
-            .map(|j| y[j])
-            .min_by(f64::total_cmp)?;
-        Some((best - t[k]) / t[k])
+        let (k, j) = equal_cost_rows(&t, &y, &cost, &size, e.scale)?;
+        Some((y[j?] - t[k]) / t[k])
     };
     let est = fit::bootstrap(
         &[&target, &y, &cost, &size],
@@ -191,7 +197,7 @@ pub fn equal_cost(ctx: &Ctx, e: &EqualCostCheck, i: usize) -> Result<CheckOutcom
     // The two sides on the data, with the rows they come from.
     let mut rows = vec![];
     let (tm, ym, cm, sm) = (fit::row_means(&target), fit::row_means(&y), fit::row_means(&cost), fit::row_means(&size));
-    if let Some(k) = (0..tm.len()).filter(|k| tm[*k].is_finite()).max_by(|a, b| sm[*a].total_cmp(&sm[*b])) {
+    if let Some((k, best)) = equal_cost_rows(&tm, &ym, &cm, &sm, e.scale) {
         let budget = e.scale * cm[k];
         let report = |row: String, v: f64| RowOutcome {
             row,
@@ -201,9 +207,6 @@ pub fn equal_cost(ctx: &Ctx, e: &EqualCostCheck, i: usize) -> Result<CheckOutcom
             note: None,
         };
         rows.push(report(format!("{} at {} (cost {})", e.target, ctx.data.rows[idx[k]], fit::fmt_num(cm[k])), tm[k]));
-        let best = (0..ym.len())
-            .filter(|j| sm[*j] < sm[k] && !same(sm[*j], sm[k]) && cm[*j] <= budget * (1.0 + 1e-9))
-            .min_by(|a, b| ym[*a].total_cmp(&ym[*b]));
         if let Some(j) = best {
             rows.push(report(
                 format!("best {} at {} ≤ {}: {}", e.y, e.cost, fit::fmt_num(budget), ctx.data.rows[idx[j]]),

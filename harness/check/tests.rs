@@ -398,3 +398,33 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
     let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
     assert_eq!(run(&data(&labels, &cols, &[]), chk).verdict, Verdict::Fail);
 }
+
+#[test]
+fn gap_sees_a_widening_gap_and_a_shrinking_one_fails() {
+    // Pairs (naive, deferred) at three mask ratios: naive worse by 10%, 30%, 60% (or shrinking).
+    let pairs = |gaps: [f64; 3]| {
+        let mut r = crate::run::seed::Rng::new(4);
+        let (mut rows, mut y) = (vec![], vec![]);
+        for (m, g) in gaps.iter().enumerate() {
+            rows.push(format!("naive {m}"));
+            y.push((0..3).map(|_| (1.0 + g) * (1.0 + 0.01 * r.normal())).collect::<Vec<f64>>());
+            rows.push(format!("deferred {m}"));
+            y.push((0..3).map(|_| 1.0 + 0.01 * r.normal()).collect());
+        }
+        (rows, y)
+    };
+    let chk = Check::Gap(GapCheck {
+        y: "y".into(),
+        pairs: (0..3).map(|m| [format!("naive {m}"), format!("deferred {m}")]).collect(),
+        direction: Direction::Increasing,
+    });
+    let (rows, y) = pairs([0.1, 0.3, 0.6]);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let o = run(&data(&labels, &[("y", y)], &[]), chk.clone());
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    assert!((o.rows[0].measured.value - 0.1).abs() < 0.03, "{o:?}");
+    // Negative control: the gap shrinks.
+    let (rows, y) = pairs([0.6, 0.3, 0.1]);
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    assert_eq!(run(&data(&labels, &[("y", y)], &[]), chk).verdict, Verdict::Fail);
+}

@@ -334,13 +334,7 @@ where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    root.fill(&WHITE).map_err(e)?;
-    let (top, body) = root.split_vertically(64);
-    top.draw(&Text::new(f.title.clone(), (12, 6), ("sans-serif", 18).into_font())).map_err(e)?;
-    for (i, line) in wrap(&f.subtitle, 110).iter().take(2).enumerate() {
-        let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
-        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style)).map_err(e)?;
-    }
+    let body = header(&root, &f.title, &f.subtitle)?;
     let all = || f.series.iter().flat_map(|s| s.points.iter());
     let ys = || {
         all()
@@ -445,6 +439,26 @@ where
     }
     root.present().map_err(e)?;
     Ok(())
+}
+
+/// White background, the title and up to two lines of subtitle; returns the area below them.
+pub(super) fn header<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+) -> Result<DrawingArea<DB, Shift>, String>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let (top, body) = root.split_vertically(64);
+    top.draw(&Text::new(title.to_string(), (12, 6), ("sans-serif", 18).into_font())).map_err(e)?;
+    for (i, line) in wrap(subtitle, 110).iter().take(2).enumerate() {
+        let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
+        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style)).map_err(e)?;
+    }
+    Ok(body)
 }
 
 /// Greedy word wrap at `width` characters.

@@ -291,11 +291,7 @@ where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    root.fill(&WHITE).map_err(e)?;
-    let (top, body) = root.split_vertically(64);
-    top.draw(&Text::new(h.title.clone(), (12, 6), ("sans-serif", 18).into_font())).map_err(e)?;
-    let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
-    top.draw(&Text::new(h.subtitle.clone(), (12, 28), style)).map_err(e)?;
+    let body = super::figures::header(&root, &h.title, &h.subtitle)?;
     let (nx, ny) = (h.x_ticks.len().max(1), h.y_ticks.len().max(1));
     let mut chart = ChartBuilder::on(&body)
         .margin(14)
