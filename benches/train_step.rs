@@ -52,6 +52,8 @@ fn cases() -> Vec<(&'static str, ModelConfig, usize, Gmm)> {
         mixer_depth: 0,
         mixer_hidden: 0,
         mask_ratio: 0.0,
+        layerwise: None,
+        experts: None,
     };
     let unet = UnetConfig {
         channels: 32,

@@ -7,7 +7,7 @@
 //! cross-attention appends a multi-head cross-attention to the 2-token sequence [t_emb; y_emb];
 //! in-context appends those two tokens to the image tokens.
 
-use super::{require, Category, Tally};
+use super::{linspace, require, round_up, Category, Tally};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,62 @@ pub struct DitConfig {
     /// training forward pass; sampling always sees every patch.
     #[serde(default, skip_serializing_if = "is_zero_f")]
     pub mask_ratio: f64,
+    /// MicroDiT's layer-wise scaling: the backbone's attention and FFN widths grow linearly
+    /// from the first block to the last. Absent: every block has width `hidden` and FFN
+    /// `mlp_ratio`·`hidden`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layerwise: Option<LayerScaling>,
+    /// MicroDiT's expert-choice mixture-of-experts FFN in alternate backbone blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<Experts>,
+}
+
+/// Width multipliers of the first and last backbone block, linearly spaced between (numpy's
+/// `linspace`, as micro_diffusion's `qkv_multipliers` / `ffn_multipliers`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerScaling {
+    /// Attention width ÷ `hidden`: rounded up to a multiple of two heads, the head width fixed
+    /// at `hidden / heads`, so a narrower block has fewer heads.
+    pub qkv: [f64; 2],
+    /// FFN hidden width ÷ `hidden` (floored).
+    pub mlp: [f64; 2],
+}
+
+/// Expert-choice routing (Zhou et al. 2022; micro_diffusion `FeedForwardECMoe`): a router
+/// scores every token for every expert (softmax over experts); each expert takes its
+/// k = ⌊capacity·T/E⌋ highest-scoring tokens of the sample, runs its own GELU FFN (no biases)
+/// on them, and adds the result weighted by the score back to those tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Experts {
+    /// Experts per MoE block E.
+    pub num: u64,
+    /// Tokens processed per token of the sample, over all experts.
+    #[serde(default = "default_capacity")]
+    pub capacity: f64,
+    /// Block i (0-based) is MoE when (i + 1) is a multiple of this, except the last block.
+    #[serde(default = "default_every")]
+    pub every: u64,
+}
+
+fn default_capacity() -> f64 {
+    2.0
+}
+fn default_every() -> u64 {
+    2
+}
+
+/// The widths of one backbone block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockShape {
+    /// Width of q, k and v (and the attention output before its projection).
+    pub qkv: u64,
+    pub heads: u64,
+    /// FFN hidden width (of each expert in an MoE block).
+    pub mlp: u64,
+    /// Tokens each expert takes, when the block is MoE.
+    pub per_expert: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -115,6 +171,8 @@ impl DitConfig {
             mixer_depth: 0,
             mixer_hidden: 0,
             mask_ratio: 0.0,
+            layerwise: None,
+            experts: None,
         })
     }
 
@@ -148,6 +206,27 @@ impl DitConfig {
         }
     }
 
+    /// Widths of backbone block `i` seeing `tokens` tokens (one place for the model and its count).
+    pub fn block_shape(&self, i: u64, tokens: u64) -> BlockShape {
+        let d = self.hidden;
+        let (qkv, heads, mlp) = match &self.layerwise {
+            None => (d, self.heads, self.mlp_hidden()),
+            Some(l) => {
+                let n = self.depth as usize;
+                let (rq, rm) =
+                    (linspace(l.qkv[0], l.qkv[1], n)[i as usize], linspace(l.mlp[0], l.mlp[1], n)[i as usize]);
+                let head = d / self.heads;
+                let qkv = if rq == 1.0 { d } else { round_up((d as f64 * rq) as u64, 2 * head) };
+                (qkv, qkv / head, ((d as f64 * rm) as u64).max(1))
+            }
+        };
+        let per_expert = self.experts.as_ref().and_then(|e| {
+            let moe = e.every >= 1 && i + 1 < self.depth && (i + 1).is_multiple_of(e.every);
+            moe.then(|| (e.capacity * tokens as f64 / e.num as f64).floor() as u64)
+        });
+        BlockShape { qkv, heads, mlp, per_expert }
+    }
+
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
         require(&mut e, self.depth >= 1, "depth", "must be at least 1");
@@ -166,8 +245,21 @@ impl DitConfig {
             let ok = self.mixer_hidden >= 1 && self.heads >= 1 && self.mixer_hidden.is_multiple_of(self.heads);
             require(&mut e, ok, "mixer_hidden", "must be a positive multiple of heads");
         }
-        let plain = self.block == DitBlock::AdalnZero || (self.mixer_depth == 0 && self.mask_ratio == 0.0);
-        require(&mut e, plain, "block", "a mixer or masking needs the adaln_zero block");
+        if let Some(l) = &self.layerwise {
+            let ok = l.qkv.iter().chain(&l.mlp).all(|r| *r > 0.0 && *r <= 64.0);
+            require(&mut e, ok, "layerwise", "qkv and mlp multipliers must be in (0, 64]");
+        }
+        if let Some(x) = &self.experts {
+            require(&mut e, x.num >= 1, "experts", "`num` must be at least 1");
+            require(&mut e, x.every >= 1, "experts", "`every` must be at least 1");
+            let k = (x.capacity * self.kept_tokens() as f64 / x.num.max(1) as f64).floor();
+            let ok = x.capacity > 0.0 && k >= 1.0 && k <= self.kept_tokens() as f64;
+            require(&mut e, ok, "experts", "capacity·tokens/num must give each expert between 1 and all tokens");
+        }
+        let microdit =
+            self.mixer_depth > 0 || self.mask_ratio > 0.0 || self.layerwise.is_some() || self.experts.is_some();
+        let plain = self.block == DitBlock::AdalnZero || !microdit;
+        require(&mut e, plain, "block", "a mixer, masking, layer-wise scaling or experts need the adaln_zero block");
         e
     }
 
@@ -207,12 +299,25 @@ impl DitConfig {
         // In-context conditioning lengthens the sequence by the two conditioning tokens.
         let seq = if self.block == DitBlock::InContext { t + 2.0 } else { t };
         c.part("blocks");
-        for _ in 0..self.depth {
-            c.linear(TokenLinear, seq, d, 3 * d, true);
-            c.attention(SelfAttention, seq, seq, d);
-            c.linear(TokenLinear, seq, d, d, true);
-            c.linear(TokenLinear, seq, d, self.mlp_hidden(), true);
-            c.linear(TokenLinear, seq, self.mlp_hidden(), d, true);
+        for i in 0..self.depth {
+            let b = self.block_shape(i, seq as u64);
+            c.linear(TokenLinear, seq, d, 3 * b.qkv, true);
+            c.attention(SelfAttention, seq, seq, b.qkv);
+            c.linear(TokenLinear, seq, b.qkv, d, true);
+            match (b.per_expert, &self.experts) {
+                // Dispatch and combine are gathers (no MACs); each expert sees its k tokens.
+                (Some(k), Some(x)) => {
+                    c.linear(TokenLinear, seq, d, x.num, false);
+                    for _ in 0..x.num {
+                        c.linear(TokenLinear, k as f64, d, b.mlp, false);
+                        c.linear(TokenLinear, k as f64, b.mlp, d, false);
+                    }
+                }
+                _ => {
+                    c.linear(TokenLinear, seq, d, b.mlp, true);
+                    c.linear(TokenLinear, seq, b.mlp, d, true);
+                }
+            }
             match self.block {
                 DitBlock::AdalnZero => c.linear(OtherLinear, 1.0, d, 6 * d, true),
                 DitBlock::Adaln => c.linear(OtherLinear, 1.0, d, 4 * d, true),
@@ -274,5 +379,23 @@ mod tests {
             assert!((gmacs(&c) - gf).abs() < 0.05, "{b:?}: {}", gmacs(&c));
             assert!((n.params as f64 / 1e6 - params_m).abs() < 1.0, "{b:?}: {}", n.params);
         }
+    }
+
+    #[test]
+    fn layerwise_widths_and_moe_blocks_follow_micro_diffusion() {
+        // MicroDiT-XL/2's backbone (d = 1024, head 64, 28 blocks, qkv ×[0.5, 1], FFN ×[0.5, 4],
+        // 8 experts of capacity 2 every 2nd block but the last) at 256 tokens.
+        let mut c = DitConfig::named("XL", 2).unwrap();
+        (c.hidden, c.heads) = (1024, 16);
+        c.layerwise = Some(LayerScaling { qkv: [0.5, 1.0], mlp: [0.5, 4.0] });
+        c.experts = Some(Experts { num: 8, capacity: 2.0, every: 2 });
+        let first = c.block_shape(0, 256);
+        assert_eq!(first, BlockShape { qkv: 512, heads: 8, mlp: 512, per_expert: None });
+        // linspace(0.5, 1, 28)[1] = 0.5185…: 530 rounded up to two heads of 64.
+        assert_eq!(c.block_shape(1, 256), BlockShape { qkv: 640, heads: 10, mlp: 644, per_expert: Some(64) });
+        let last = c.block_shape(27, 256);
+        assert_eq!((last.qkv, last.heads, last.mlp, last.per_expert), (1024, 16, 4096, None));
+        let moe: Vec<u64> = (0..28).filter(|i| c.block_shape(*i, 256).per_expert.is_some()).collect();
+        assert_eq!(moe, (1..27).step_by(2).collect::<Vec<_>>());
     }
 }

@@ -12,7 +12,7 @@
 //! naive masking. Sampling always runs on every patch.
 
 use super::gelu::gelu;
-use super::layers::{attention, layer_norm, linear, modulate};
+use super::layers::{attention, layer_norm, linear, modulate, softmax};
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::dit::{DitBlock, DitConfig};
 use crate::compute::ModelConfig;
@@ -26,11 +26,17 @@ const EPS: f64 = 1e-6;
 
 type Lin = (Var, Var);
 
+/// The feed-forward half of a block: one GELU MLP, or a router and one bias-free MLP per expert.
+enum Ffn {
+    Dense(Lin, Lin),
+    Experts { router: Var, experts: Vec<(Var, Var)> },
+}
+
 struct Block {
     qkv: Lin,
     proj: Lin,
-    fc1: Lin,
-    fc2: Lin,
+    heads: usize,
+    ffn: Ffn,
     /// adaLN(-Zero): the modulation regressed from c (4d or 6d outputs).
     ada: Option<Lin>,
     /// Cross-attention: q from the tokens, k and v from [t_emb; y_emb], output projection.
@@ -79,36 +85,53 @@ impl Dit {
         let mut p = Params::new(device, dtype);
         let d = cfg.hidden as usize;
         let (pp, cin) = (cfg.patch as usize, cfg.in_channels as usize);
-        let mut lin = |p: &mut Params, name: &str, i: usize, o: usize, init: Init| -> Result<Lin> {
-            Ok((
-                p.add(&format!("{name}.w"), &[i, o], init, &mut rng)?,
-                p.add(&format!("{name}.b"), &[o], Init::Zeros, &mut rng)?,
-            ))
+        let lin = |p: &mut Params, rng: &mut Rng, name: &str, i: usize, o: usize, init: Init| -> Result<Lin> {
+            Ok((p.add(&format!("{name}.w"), &[i, o], init, rng)?, p.add(&format!("{name}.b"), &[o], Init::Zeros, rng)?))
         };
         let de = cfg.embed_width() as usize;
-        let patch = lin(&mut p, "patch", pp * pp * cin, de, Init::Xavier)?;
-        let t1 = lin(&mut p, "t1", FREQ, d, Init::Normal(0.02))?;
-        let t2 = lin(&mut p, "t2", d, d, Init::Normal(0.02))?;
+        let patch = lin(&mut p, &mut rng, "patch", pp * pp * cin, de, Init::Xavier)?;
+        let t1 = lin(&mut p, &mut rng, "t1", FREQ, d, Init::Normal(0.02))?;
+        let t2 = lin(&mut p, &mut rng, "t2", d, d, Init::Normal(0.02))?;
         let mut blocks = vec![];
-        let hidden = cfg.mlp_hidden() as usize;
         for i in 0..cfg.depth {
             let b = format!("b{i}");
+            let shape = cfg.block_shape(i, cfg.kept_tokens());
+            let (q, h) = (shape.qkv as usize, shape.mlp as usize);
+            // Registration order fixes the draws of the seeded init: attention first, then FFN.
+            let qkv = lin(&mut p, &mut rng, &format!("{b}.qkv"), d, 3 * q, Init::Xavier)?;
+            let proj = lin(&mut p, &mut rng, &format!("{b}.proj"), q, d, Init::Xavier)?;
+            let ffn = match (shape.per_expert, &cfg.experts) {
+                (Some(_), Some(x)) => Ffn::Experts {
+                    router: p.add(&format!("{b}.router"), &[d, x.num as usize], Init::Normal(0.02), &mut rng)?,
+                    experts: (0..x.num)
+                        .map(|e| {
+                            let mut w =
+                                |n: &str, i, o| p.add(&format!("{b}.expert{e}.{n}"), &[i, o], Init::Xavier, &mut rng);
+                            Ok((w("fc1", d, h)?, w("fc2", h, d)?))
+                        })
+                        .collect::<Result<_>>()?,
+                },
+                _ => Ffn::Dense(
+                    lin(&mut p, &mut rng, &format!("{b}.fc1"), d, h, Init::Xavier)?,
+                    lin(&mut p, &mut rng, &format!("{b}.fc2"), h, d, Init::Xavier)?,
+                ),
+            };
             blocks.push(Block {
-                qkv: lin(&mut p, &format!("{b}.qkv"), d, 3 * d, Init::Xavier)?,
-                proj: lin(&mut p, &format!("{b}.proj"), d, d, Init::Xavier)?,
-                fc1: lin(&mut p, &format!("{b}.fc1"), d, hidden, Init::Xavier)?,
-                fc2: lin(&mut p, &format!("{b}.fc2"), hidden, d, Init::Xavier)?,
+                qkv,
+                proj,
+                heads: shape.heads as usize,
+                ffn,
                 ada: match cfg.block {
                     // adaLN-Zero: every block starts as the identity (§3.2).
-                    DitBlock::AdalnZero => Some(lin(&mut p, &format!("{b}.ada"), d, 6 * d, Init::Zeros)?),
-                    DitBlock::Adaln => Some(lin(&mut p, &format!("{b}.ada"), d, 4 * d, Init::Normal(0.02))?),
+                    DitBlock::AdalnZero => Some(lin(&mut p, &mut rng, &format!("{b}.ada"), d, 6 * d, Init::Zeros)?),
+                    DitBlock::Adaln => Some(lin(&mut p, &mut rng, &format!("{b}.ada"), d, 4 * d, Init::Normal(0.02))?),
                     _ => None,
                 },
                 cross: match cfg.block {
                     DitBlock::CrossAttention => Some((
-                        lin(&mut p, &format!("{b}.xq"), d, d, Init::Xavier)?,
-                        lin(&mut p, &format!("{b}.xkv"), d, 2 * d, Init::Xavier)?,
-                        lin(&mut p, &format!("{b}.xo"), d, d, Init::Xavier)?,
+                        lin(&mut p, &mut rng, &format!("{b}.xq"), d, d, Init::Xavier)?,
+                        lin(&mut p, &mut rng, &format!("{b}.xkv"), d, 2 * d, Init::Xavier)?,
+                        lin(&mut p, &mut rng, &format!("{b}.xo"), d, d, Init::Xavier)?,
                     )),
                     _ => None,
                 },
@@ -119,18 +142,22 @@ impl Dit {
         for i in 0..cfg.mixer_depth {
             let b = format!("mixer{i}");
             mixer.push(Block {
-                qkv: lin(&mut p, &format!("{b}.qkv"), de, 3 * de, Init::Xavier)?,
-                proj: lin(&mut p, &format!("{b}.proj"), de, de, Init::Xavier)?,
-                fc1: lin(&mut p, &format!("{b}.fc1"), de, hm, Init::Xavier)?,
-                fc2: lin(&mut p, &format!("{b}.fc2"), hm, de, Init::Xavier)?,
-                ada: Some(lin(&mut p, &format!("{b}.ada"), d, 6 * de, Init::Zeros)?),
+                qkv: lin(&mut p, &mut rng, &format!("{b}.qkv"), de, 3 * de, Init::Xavier)?,
+                proj: lin(&mut p, &mut rng, &format!("{b}.proj"), de, de, Init::Xavier)?,
+                heads: cfg.heads as usize,
+                ffn: Ffn::Dense(
+                    lin(&mut p, &mut rng, &format!("{b}.fc1"), de, hm, Init::Xavier)?,
+                    lin(&mut p, &mut rng, &format!("{b}.fc2"), hm, de, Init::Xavier)?,
+                ),
+                ada: Some(lin(&mut p, &mut rng, &format!("{b}.ada"), d, 6 * de, Init::Zeros)?),
                 cross: None,
             });
         }
-        let mixer_out = if cfg.mixer_depth > 0 { Some(lin(&mut p, "mixer.out", de, d, Init::Xavier)?) } else { None };
+        let mixer_out =
+            if cfg.mixer_depth > 0 { Some(lin(&mut p, &mut rng, "mixer.out", de, d, Init::Xavier)?) } else { None };
         let adaptive = matches!(cfg.block, DitBlock::AdalnZero | DitBlock::Adaln);
-        let final_ada = if adaptive { Some(lin(&mut p, "final.ada", d, 2 * d, Init::Zeros)?) } else { None };
-        let out = lin(&mut p, "final.out", d, pp * pp * cfg.out_channels() as usize, Init::Zeros)?;
+        let final_ada = if adaptive { Some(lin(&mut p, &mut rng, "final.ada", d, 2 * d, Init::Zeros)?) } else { None };
+        let out = lin(&mut p, &mut rng, "final.out", d, pp * pp * cfg.out_channels() as usize, Init::Zeros)?;
         let label = p.add("label", &[cfg.num_classes as usize + 1, d], Init::Normal(0.02), &mut rng)?;
         let pos = pos_embed((cfg.input_size / cfg.patch) as usize, de, device)?.to_dtype(dtype)?;
         Ok(Dit {
@@ -157,12 +184,46 @@ impl Dit {
 
     fn self_attention(&self, x: &Tensor, b: &Block) -> Result<Tensor> {
         let qkv = self.lin(x, &b.qkv)?.chunk(3, D::Minus1)?;
-        let a = attention(&qkv[0], &qkv[1], &qkv[2], self.cfg.heads as usize, &self.macs)?;
+        let a = attention(&qkv[0], &qkv[1], &qkv[2], b.heads, &self.macs)?;
         self.lin(&a, &b.proj)
     }
 
     fn mlp(&self, x: &Tensor, b: &Block) -> Result<Tensor> {
-        self.lin(&gelu(&self.lin(x, &b.fc1)?)?, &b.fc2)
+        match &b.ffn {
+            Ffn::Dense(fc1, fc2) => self.lin(&gelu(&self.lin(x, fc1)?)?, fc2),
+            Ffn::Experts { router, experts } => self.experts(x, router, experts),
+        }
+    }
+
+    /// Expert-choice MoE (micro_diffusion `FeedForwardECMoe`): p = softmax over experts of the
+    /// router's logits; expert e takes the k tokens of each sample with the highest p[·, e]
+    /// (ties to the earlier token, so the choice is deterministic) and adds p·FFN_e(x) to them.
+    /// The choice is not differentiated (as `topk`'s indices are not); the weights p are.
+    /// k = ⌊capacity·T/E⌋ follows the tokens present: masked training sees fewer than sampling.
+    fn experts(&self, x: &Tensor, router: &Var, experts: &[(Var, Var)]) -> Result<Tensor> {
+        let (bsz, t, d) = x.dims3()?;
+        let e = experts.len();
+        let cfg = self.cfg.experts.as_ref().expect("an MoE block has experts");
+        let k = (cfg.capacity * t as f64 / e as f64).floor() as usize;
+        let probs = softmax(&linear(x, router, None, &self.macs)?)?.reshape((bsz * t, e))?;
+        let p = probs.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let flat = x.reshape((bsz * t, d))?;
+        let mut out = flat.zeros_like()?;
+        for (j, (w1, w2)) in experts.iter().enumerate() {
+            let mut rows = Vec::with_capacity(bsz * k);
+            for b in 0..bsz {
+                let mut order: Vec<usize> = (0..t).collect();
+                order.sort_by(|u, v| p[b * t + v][j].total_cmp(&p[b * t + u][j]).then(u.cmp(v)));
+                rows.extend(order[..k].iter().map(|i| (b * t + i) as u32));
+            }
+            let gate_at: Vec<u32> = rows.iter().map(|r| r * e as u32 + j as u32).collect();
+            let rows = Tensor::from_vec(rows, bsz * k, x.device())?;
+            let gate = probs.flatten_all()?.index_select(&Tensor::from_vec(gate_at, bsz * k, x.device())?, 0)?;
+            let h = gelu(&linear(&flat.index_select(&rows, 0)?, w1, None, &self.macs)?)?;
+            let y = linear(&h, w2, None, &self.macs)?.broadcast_mul(&gate.unsqueeze(1)?)?;
+            out = out.index_add(&rows, &y, 0)?;
+        }
+        out.reshape((bsz, t, d))
     }
 
     fn block(&self, x: Tensor, b: &Block, c: &Tensor, cond_tokens: &Tensor) -> Result<Tensor> {

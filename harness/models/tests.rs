@@ -3,9 +3,10 @@
 //! f64), which catches any op whose gradient candle drops or gets wrong (candle.md §1).
 
 use super::*;
-use crate::compute::dit::{DitBlock, DitConfig};
+use crate::compute::dit::{DitBlock, DitConfig, Experts, LayerScaling};
 use crate::compute::{MlpConfig, UnetConfig};
 use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
 
 fn mlp(classes: Option<u64>) -> ModelConfig {
     ModelConfig::Mlp(MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes })
@@ -26,6 +27,21 @@ fn dit(block: DitBlock, learn_sigma: bool) -> ModelConfig {
         mixer_depth: 0,
         mixer_hidden: 0,
         mask_ratio: 0.0,
+        layerwise: None,
+        experts: None,
+    })
+}
+
+/// MicroDiT's backbone: widths scaled from the first block to the last, and expert-choice MoE in
+/// the middle one of three blocks (with masking, the experts' k follows the kept tokens).
+fn microdit(mask_ratio: f64) -> ModelConfig {
+    let ModelConfig::Dit(c) = masked(1, mask_ratio) else { unreachable!() };
+    ModelConfig::Dit(DitConfig {
+        depth: 3,
+        heads: 4,
+        layerwise: Some(LayerScaling { qkv: [0.5, 1.0], mlp: [0.5, 2.0] }),
+        experts: Some(Experts { num: 3, capacity: 2.0, every: 2 }),
+        ..c
     })
 }
 
@@ -60,6 +76,7 @@ fn all_configs() -> Vec<ModelConfig> {
         v.push(dit(b, false));
     }
     v.push(dit(DitBlock::AdalnZero, true));
+    v.push(microdit(0.0));
     v.extend([unet(8, false), unet(8, true)]);
     v
 }
@@ -161,8 +178,9 @@ fn composed_layers_match_their_definitions() {
 
 #[test]
 fn masked_training_counts_the_kept_patches_and_scores_only_their_pixels() {
-    for (mixer, ratio) in [(1, 0.75), (0, 0.75), (1, 0.5)] {
-        let cfg = masked(mixer, ratio);
+    for cfg in [masked(1, 0.75), masked(0, 0.75), masked(1, 0.5), microdit(0.5)] {
+        let ModelConfig::Dit(c) = &cfg else { unreachable!() };
+        let ratio = c.mask_ratio;
         let net = build(&cfg, PredictionType::Epsilon, &Device::Cpu, DType::F32, 1).unwrap();
         assert_eq!(net.params().count() as u64, cfg.count().total().params, "{cfg:?}");
         let rows = 3;
@@ -216,4 +234,44 @@ fn masked_dit_gradients_match_finite_differences() {
         v.set(&Tensor::from_vec(base.clone(), v.shape(), &dev).unwrap()).unwrap();
         assert!((fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()), "{name}: {fd} vs {}", g[i]);
     }
+}
+
+#[test]
+fn microdit_backbone_gradients_match_finite_differences() {
+    // Layer-wise widths and the experts' FFNs, router and gates through the full forward pass.
+    check_gradients(&microdit(0.0));
+}
+
+#[test]
+fn one_expert_taking_every_token_is_a_dense_ffn() {
+    // E = 1, capacity 1: the expert takes all T tokens with weight softmax(·) = 1, so the block
+    // is the dense FFN with the expert's weights and zero biases.
+    let ModelConfig::Dit(c) = dit(DitBlock::AdalnZero, false) else { unreachable!() };
+    let moe_cfg =
+        ModelConfig::Dit(DitConfig { experts: Some(Experts { num: 1, capacity: 1.0, every: 1 }), ..c.clone() });
+    let dev = Device::Cpu;
+    let moe = build(&moe_cfg, PredictionType::Epsilon, &dev, DType::F64, 3).unwrap();
+    let dense = build(&ModelConfig::Dit(c), PredictionType::Epsilon, &dev, DType::F64, 4).unwrap();
+    let mut r = Rng::new(8);
+    let mut values: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, v) in &moe.params().vars {
+        let vals: Vec<f64> = (0..v.elem_count()).map(|_| 0.3 * r.normal()).collect();
+        let t = Tensor::from_vec(vals, v.shape(), &dev).unwrap();
+        v.set(&t).unwrap();
+        values.insert(name.replace(".expert0.fc1", ".fc1.w").replace(".expert0.fc2", ".fc2.w"), t);
+    }
+    for (name, v) in &dense.params().vars {
+        match values.get(name) {
+            Some(t) => v.set(t).unwrap(),
+            None => {
+                assert!(name.starts_with("b0.fc") && name.ends_with(".b"), "{name} has no counterpart");
+                v.set(&v.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+    }
+    let x = Tensor::from_vec((0..2 * 48).map(|_| r.normal()).collect::<Vec<f64>>(), (2, 48), &dev).unwrap();
+    let a = moe.forward(&x, &[30.0, 600.0], Some(&[0, 2])).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = dense.forward(&x, &[30.0, 600.0], Some(&[0, 2])).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let worst = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "MoE with one all-taking expert differs from the dense FFN by {worst}");
 }

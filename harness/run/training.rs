@@ -34,6 +34,9 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
     if budget.is_some() {
         spec.flop_budget = budget;
     }
+    if let Some(f) = sized.unmasked_fraction {
+        spec.unmasked_fraction = f;
+    }
     // Common random numbers: the init derives from what the model is (so it is shared across
     // budgets, and two rows of one config are the same run), and every row of a replicate sees
     // the same batches. Rows then differ only in what the claim varies.

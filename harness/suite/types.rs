@@ -566,6 +566,10 @@ pub struct SizedModel {
     /// The paper's numbers for this model (e.g. its FID), as `printed.NAME` columns.
     #[serde(default)]
     pub printed: BTreeMap<String, f64>,
+    /// `train_sweep` only: this row's `training.unmasked_fraction` (the last fraction of its
+    /// steps trained without masking, MicroDiT's final stage), for comparing schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmasked_fraction: Option<f64>,
 }
 
 /// A known defect of a "generated" set, made from the same draws as the true set it is paired

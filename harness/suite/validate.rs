@@ -285,6 +285,10 @@ pub fn experiment(e: &Experiment) -> Problems {
                     let what = "the model's input (data_dim, or input_size² × in_channels) must match the data";
                     p.push((at, format!("{what}: the data has {} values per sample", dim.unwrap_or(0))));
                 }
+                if m.unmasked_fraction.is_some_and(|f| !(0.0..1.0).contains(&f)) {
+                    let at = vec![k("models"), Step::Index(i), k("unmasked_fraction")];
+                    p.push((at, "unmasked_fraction must be in [0, 1)".into()));
+                }
             }
             // With budgets, each case gets its budget as `flop_budget`.
             let mut training = t.training.clone();
@@ -571,6 +575,11 @@ fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
             p.push((at, format!("the `{}` family cannot be trained: use mlp, dit or unet", m.model.family())));
         } else if dim.is_some_and(|d| d != m.model.data_dim()) {
             p.push((at, format!("the model's input must match the data's {} values per sample", dim.unwrap_or(0))));
+        }
+        if m.unmasked_fraction.is_some() {
+            // Trained models are pooled by (data, model, training) across the suite's claims.
+            let what = "a sampler sweep trains every model alike: set `training.unmasked_fraction` instead";
+            p.push((vec![k("models"), Step::Index(i), k("unmasked_fraction")], what.into()));
         }
     }
     match &w.training {

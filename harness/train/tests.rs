@@ -115,6 +115,8 @@ fn an_unmasked_fine_tune_counts_its_steps_at_the_unmasked_cost() {
         mixer_depth: 1,
         mixer_hidden: 8,
         mask_ratio: 0.75,
+        layerwise: None,
+        experts: None,
     };
     let cfg = ModelConfig::Dit(dit);
     let images = GmmSpec { dim: 64, components: 2, classes: 2, radius: 1.0, std: 0.2, seed: 1 }.build();
