@@ -24,6 +24,7 @@ macro_rules! network_accessors {
     };
 }
 
+pub mod conv;
 pub mod dit;
 pub mod gelu;
 pub mod layers;

@@ -218,7 +218,7 @@ impl Unet {
     /// A k×k convolution with "same" padding (k odd), counting Hout·Wout·cin·cout·k² MACs.
     fn conv(&self, x: &Tensor, c: &Conv) -> Result<Tensor> {
         let (cout, cin, k, _) = c.w.dims4()?;
-        let y = x.conv2d(c.w.as_tensor(), k / 2, c.stride, 1, 1)?;
+        let y = super::conv::conv2d(x, c.w.as_tensor(), k / 2, c.stride)?;
         let (bsz, _, h, w) = y.dims4()?;
         self.macs.add((bsz * h * w * cin * cout * k * k) as f64);
         y.broadcast_add(&c.b.as_tensor().reshape((1, cout, 1, 1))?)
