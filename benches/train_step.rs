@@ -100,6 +100,7 @@ fn spec(steps: u64, batch: usize) -> TrainSpec {
 }
 
 fn bench(c: &mut Criterion) {
+    diffscale::keep_freed_memory();
     let dev = Device::Cpu;
     for (name, cfg, batch, data) in cases() {
         let net = build(&cfg, PredictionType::Epsilon, &dev, DType::F32, 1).expect("builds");

@@ -6,6 +6,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    diffscale::keep_freed_memory();
     // The models trained here are small: waking rayon's workers for every matmul cost more than
     // it gave (the MLP family trained 2× faster on 1 thread than on 2, with identical results).
     // RAYON_NUM_THREADS still overrides.
