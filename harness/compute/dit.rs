@@ -102,6 +102,13 @@ pub struct Experts {
     pub every: u64,
 }
 
+impl Experts {
+    /// Tokens each expert takes from a sample of `tokens` tokens: ⌊capacity·T/E⌋.
+    pub fn per_expert(&self, tokens: u64) -> u64 {
+        (self.capacity * tokens as f64 / self.num as f64).floor() as u64
+    }
+}
+
 fn default_capacity() -> f64 {
     2.0
 }
@@ -222,7 +229,7 @@ impl DitConfig {
         };
         let per_expert = self.experts.as_ref().and_then(|e| {
             let moe = e.every >= 1 && i + 1 < self.depth && (i + 1).is_multiple_of(e.every);
-            moe.then(|| (e.capacity * tokens as f64 / e.num as f64).floor() as u64)
+            moe.then(|| e.per_expert(tokens))
         });
         BlockShape { qkv, heads, mlp, per_expert }
     }
@@ -252,8 +259,8 @@ impl DitConfig {
         if let Some(x) = &self.experts {
             require(&mut e, x.num >= 1, "experts", "`num` must be at least 1");
             require(&mut e, x.every >= 1, "experts", "`every` must be at least 1");
-            let k = (x.capacity * self.kept_tokens() as f64 / x.num.max(1) as f64).floor();
-            let ok = x.capacity > 0.0 && k >= 1.0 && k <= self.kept_tokens() as f64;
+            let k = if x.num >= 1 { x.per_expert(self.kept_tokens()) } else { 0 };
+            let ok = x.capacity > 0.0 && k >= 1 && k <= self.kept_tokens();
             require(&mut e, ok, "experts", "capacity·tokens/num must give each expert between 1 and all tokens");
         }
         let microdit =

@@ -203,8 +203,7 @@ impl Dit {
     fn experts(&self, x: &Tensor, router: &Var, experts: &[(Var, Var)]) -> Result<Tensor> {
         let (bsz, t, d) = x.dims3()?;
         let e = experts.len();
-        let cfg = self.cfg.experts.as_ref().expect("an MoE block has experts");
-        let k = (cfg.capacity * t as f64 / e as f64).floor() as usize;
+        let k = self.cfg.experts.as_ref().expect("an MoE block has experts").per_expert(t as u64) as usize;
         let probs = softmax(&linear(x, router, None, &self.macs)?)?.reshape((bsz * t, e))?;
         let p = probs.to_dtype(DType::F64)?.to_vec2::<f64>()?;
         let flat = x.reshape((bsz * t, d))?;
