@@ -11,6 +11,7 @@
 //! taken on their pixels alone (no reconstruction loss). Without a mixer the same dropping is
 //! naive masking. Sampling always runs on every patch.
 
+use super::broadcast;
 use super::gelu::gelu;
 use super::layers::{attention, layer_norm, linear, modulate, softmax};
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
@@ -231,7 +232,7 @@ impl Dit {
         match (self.cfg.block, &b.ada, &b.cross) {
             (DitBlock::AdalnZero, Some(ada), _) => {
                 let m = self.lin(&c.silu()?, ada)?.chunk(6, D::Minus1)?;
-                let gate = |g: &Tensor, y: Tensor| y.broadcast_mul(&g.unsqueeze(1)?);
+                let gate = |g: &Tensor, y: Tensor| broadcast::mul(&y, &g.unsqueeze(1)?);
                 let x = (&x + gate(&m[2], self.self_attention(&modulate(&n(&x)?, &m[0], &m[1])?, b)?)?)?;
                 &x + gate(&m[5], self.mlp(&modulate(&n(&x)?, &m[3], &m[4])?, b)?)?
             }
@@ -312,8 +313,7 @@ impl Dit {
         // [B, H, W, C] → [B, T, p·p·C], tokens in row-major order of the patch grid.
         let patches = x.to_dtype(dt)?.reshape((bsz, side, p, side, p, cin))?.permute((0, 1, 3, 2, 4, 5))?;
         let tokens =
-            self.lin(&patches.reshape((bsz, side * side, p * p * cin))?, &self.patch)?.broadcast_add(&self.pos)?;
-
+            broadcast::add(&self.lin(&patches.reshape((bsz, side * side, p * p * cin))?, &self.patch)?, &self.pos)?;
         let tf = timestep_features(t, FREQ, dev)?.to_dtype(dt)?;
         let t_emb = self.lin(&self.lin(&tf, &self.t1)?.silu()?, &self.t2)?;
         let null = cfg.num_classes as u32;

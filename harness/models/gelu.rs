@@ -31,6 +31,26 @@ fn exp_f32(x: f32) -> f32 {
     p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
+/// e^x: f32 through the inline `exp_f32` (which the compiler can vectorise; libm's `expf` is a
+/// call per element), f64 through std, so that finite-difference tests see an exact function.
+pub(crate) trait FastExp: candle_core::WithDType {
+    fn fast_exp(self) -> Self;
+}
+
+impl FastExp for f32 {
+    #[inline(always)]
+    fn fast_exp(self) -> f32 {
+        exp_f32(self)
+    }
+}
+
+impl FastExp for f64 {
+    #[inline(always)]
+    fn fast_exp(self) -> f64 {
+        self.exp()
+    }
+}
+
 trait Float: Copy {
     fn tanh_of(self) -> Self;
     fn from(v: f64) -> Self;

@@ -3,7 +3,7 @@
 //! gradients, and `upsample_nearest2d` overwrites gradients when its input is reused. Each layer
 //! here is covered by the finite-difference tests of the models that use it.
 
-use super::{MacCounter, Result};
+use super::{broadcast, MacCounter, Result};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, D};
 
 /// x·W + b over the last dimension of x (any leading shape), counting rows·in·out MACs.
@@ -34,7 +34,7 @@ pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// Affine layer norm (diffusers' transformer blocks): layer_norm(x)·γ + β.
 pub fn layer_norm_affine(x: &Tensor, gamma: &Var, beta: &Var, eps: f64) -> Result<Tensor> {
-    layer_norm(x, eps)?.broadcast_mul(gamma.as_tensor())?.broadcast_add(beta.as_tensor())
+    broadcast::add(&broadcast::mul(&layer_norm(x, eps)?, gamma.as_tensor())?, beta.as_tensor())
 }
 
 /// GroupNorm on [B, C, H, W] maps (the layout of candle's conv2d): statistics per (sample,
@@ -43,7 +43,7 @@ pub fn group_norm(x: &Tensor, groups: usize, gamma: &Var, beta: &Var, eps: f64) 
     let (b, c, h, w) = x.dims4()?;
     let n = layer_norm(&x.reshape((b, groups, c / groups * h * w))?, eps)?.reshape((b, c, h, w))?;
     let per_channel = |v: &Var| v.as_tensor().reshape((1, c, 1, 1));
-    n.broadcast_mul(&per_channel(gamma)?)?.broadcast_add(&per_channel(beta)?)
+    broadcast::add(&broadcast::mul(&n, &per_channel(gamma)?)?, &per_channel(beta)?)
 }
 
 /// Softmax over the last dimension, exp(x − max) / Σ exp(x − max). The max is detached: the
@@ -54,8 +54,19 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Multi-head scaled dot-product attention of q [B, Nq, d] over k, v [B, Nk, d]; counts the
-/// QKᵀ and AV matmuls (2·Nq·Nk·d MACs per sample), as `Tally::attention` does.
+/// QKᵀ and AV matmuls (2·Nq·Nk·d MACs per sample), as `Tally::attention` does. On the CPU one
+/// fused op (`attention.rs`); elsewhere the composition below.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, macs: &MacCounter) -> Result<Tensor> {
+    if !q.device().is_cpu() {
+        return attention_composed(q, k, v, heads, macs);
+    }
+    let (b, nq, d) = q.dims3()?;
+    macs.add((2 * b * nq * k.dim(1)? * d) as f64);
+    super::attention::attention(q, k, v, heads)
+}
+
+/// Attention from candle primitives: the reference the fused op is tested against.
+pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, macs: &MacCounter) -> Result<Tensor> {
     let (b, nq, d) = q.dims3()?;
     let nk = k.dim(1)?;
     let dh = d / heads;
@@ -70,14 +81,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, macs: &MacCou
 /// x·(1 + scale) + shift, with shift and scale per sample [B, d] broadcast over tokens [B, N, d]
 /// (DiT's `modulate`).
 pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    x.broadcast_mul(&(scale.unsqueeze(1)? + 1.0)?)?.broadcast_add(&shift.unsqueeze(1)?)
+    broadcast::add(&broadcast::mul(x, &(scale.unsqueeze(1)? + 1.0)?)?, &shift.unsqueeze(1)?)
 }
 
 /// Nearest-neighbour 2× upsampling of [B, C, H, W] by broadcasting, whose backward (a sum over
 /// the copies) is exact even when the input is reused, unlike candle's `upsample_nearest2d`.
 pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.reshape((b, c, 2 * h, 2 * w))
+    broadcast::broadcast_to(&x.reshape((b, c, h, 1, w, 1))?, &[b, c, h, 2, w, 2])?.reshape((b, c, 2 * h, 2 * w))
 }
 
 /// y[r, j] = x[r, j] + b[j] on the CPU. Its backward sums the gradient over rows in one

@@ -24,11 +24,15 @@ macro_rules! network_accessors {
     };
 }
 
+mod attention;
+pub mod broadcast;
 pub mod conv;
 pub mod dit;
 pub mod gelu;
+mod gemm;
 pub mod layers;
 pub mod mlp;
+pub mod norm;
 pub mod unet;
 
 use crate::compute::ModelConfig;
@@ -188,7 +192,7 @@ impl MacCounter {
 pub fn linear(x: &Tensor, w: &Var, b: &Var, macs: &MacCounter) -> Result<Tensor> {
     let (rows, fan_in) = x.dims2()?;
     macs.add((rows * fan_in * w.dim(1)?) as f64);
-    x.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
+    broadcast::add(&x.matmul(w.as_tensor())?, b.as_tensor())
 }
 
 /// Sinusoidal features of timesteps: [cos(t·f_k), sin(t·f_k)], f_k = 10000^(−k/(n/2)).

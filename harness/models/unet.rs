@@ -8,7 +8,9 @@
 //! ADM (Dhariwal & Nichol 2021), the last conv of every residual branch and the output conv start
 //! at zero, so the untrained network is close to the identity on its skips.
 
-use super::layers::{attention, group_norm, layer_norm_affine, linear, upsample2x};
+use super::broadcast;
+use super::layers::{attention, layer_norm_affine, linear, upsample2x};
+use super::norm::group_norm;
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{ModelConfig, UnetConfig};
 use crate::diffusion::PredictionType;
@@ -218,21 +220,34 @@ impl Unet {
     /// A k×k convolution with "same" padding (k odd), counting Hout·Wout·cin·cout·k² MACs.
     fn conv(&self, x: &Tensor, c: &Conv) -> Result<Tensor> {
         let (cout, cin, k, _) = c.w.dims4()?;
-        let y = super::conv::conv2d(x, c.w.as_tensor(), k / 2, c.stride)?;
+        let y = super::conv::conv2d(x, c.w.as_tensor(), Some(c.b.as_tensor()), k / 2, c.stride)?;
         let (bsz, _, h, w) = y.dims4()?;
         self.macs.add((bsz * h * w * cin * cout * k * k) as f64);
-        y.broadcast_add(&c.b.as_tensor().reshape((1, cout, 1, 1))?)
+        Ok(y)
     }
 
-    fn gn(&self, x: &Tensor, n: &Norm) -> Result<Tensor> {
-        group_norm(x, self.cfg.norm_groups as usize, &n.0, &n.1, GN_EPS)
+    /// GroupNorm, then SiLU if `silu` (one fused op on the CPU).
+    fn gn(&self, x: &Tensor, n: &Norm, silu: bool) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return group_norm(x, self.cfg.norm_groups as usize, n.0.as_tensor(), n.1.as_tensor(), GN_EPS, silu);
+        }
+        let y = super::layers::group_norm(x, self.cfg.norm_groups as usize, &n.0, &n.1, GN_EPS)?;
+        if silu {
+            y.silu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    fn ln(&self, x: &Tensor, n: &Norm) -> Result<Tensor> {
+        layer_norm_affine(x, &n.0, &n.1, LN_EPS)
     }
 
     fn res(&self, x: &Tensor, r: &ResBlock, temb: &Tensor) -> Result<Tensor> {
-        let h = self.conv(&self.gn(x, &r.norm1)?.silu()?, &r.conv1)?;
+        let h = self.conv(&self.gn(x, &r.norm1, true)?, &r.conv1)?;
         let t = self.lin(&temb.silu()?, &r.temb)?;
-        let h = h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?;
-        let h = self.conv(&self.gn(&h, &r.norm2)?.silu()?, &r.conv2)?;
+        let h = broadcast::add(&h, &t.unsqueeze(2)?.unsqueeze(3)?)?;
+        let h = self.conv(&self.gn(&h, &r.norm2, true)?, &r.conv2)?;
         let skip = match &r.shortcut {
             Some(c) => self.conv(x, c)?,
             None => x.clone(),
@@ -242,15 +257,15 @@ impl Unet {
 
     fn transformer(&self, x: &Tensor, tr: &Transformer) -> Result<Tensor> {
         let (bsz, ch, h, w) = x.dims4()?;
-        let tokens = self.gn(x, &tr.norm)?.permute((0, 2, 3, 1))?.reshape((bsz, h * w, ch))?;
+        let tokens = self.gn(x, &tr.norm, false)?.permute((0, 2, 3, 1))?.reshape((bsz, h * w, ch))?;
         let mut t = self.lin(&tokens, &tr.proj_in)?;
         for l in &tr.layers {
-            let n = layer_norm_affine(&t, &l.norm1.0, &l.norm1.1, LN_EPS)?;
+            let n = self.ln(&t, &l.norm1)?;
             let qkv = self.lin(&n, &l.qkv)?.chunk(3, D::Minus1)?;
             let a = attention(&qkv[0], &qkv[1], &qkv[2], self.cfg.heads as usize, &self.macs)?;
             t = (&t + self.lin(&a, &l.out)?)?;
             // GEGLU (Shazeer 2020): value · GELU(gate), as diffusers' `GEGLU`.
-            let n = layer_norm_affine(&t, &l.norm3.0, &l.norm3.1, LN_EPS)?;
+            let n = self.ln(&t, &l.norm3)?;
             let vg = self.lin(&n, &l.ff1)?.chunk(2, D::Minus1)?;
             t = (&t + self.lin(&(&vg[0] * vg[1].gelu_erf()?)?, &l.ff2)?)?;
         }
@@ -314,7 +329,7 @@ impl Network for Unet {
                 h = self.conv(&upsample2x(&h)?, c)?;
             }
         }
-        let out = self.conv(&self.gn(&h, &self.norm_out)?.silu()?, &self.conv_out)?;
+        let out = self.conv(&self.gn(&h, &self.norm_out, true)?, &self.conv_out)?;
         let cout = self.cfg.out_channels as usize;
         out.permute((0, 2, 3, 1))?.narrow(3, 0, cin.min(cout))?.reshape((bsz, s * s * cin.min(cout)))
     }

@@ -1,0 +1,318 @@
+//! GroupNorm (Wu & He 2018, Eq. 1–3), optionally followed by SiLU, as one CPU op with its own
+//! backward. (Layer norm stays composed, `layers.rs`: as this op with one group per token it
+//! measured slower, its per-channel loops being one element long.)
+//!
+//! For x [B, C, S] in G groups, per (b, g) over the group's C/G channels and S positions:
+//!   x̂ = (x − μ) / √(σ² + ε),  z = γ_c·x̂ + β_c,  y = z (or SiLU(z) = z·sigmoid(z)).
+//! Backward, with n = (C/G)·S and dz = dy (or dy·s(1 + z(1 − s)), s = sigmoid(z)):
+//!   dβ_c = Σ dz,  dγ_c = Σ dz·x̂,  dx̂ = γ_c·dz,  dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / √(σ² + ε).
+//!
+//! Why: composed from candle primitives, GroupNorm + SiLU is ten elementwise passes forward and
+//! about twenty backward, each through a fresh buffer (the UNet runs fifteen of them a step).
+//! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
+//! a fixed order, so results are bitwise reproducible whatever the number of threads.
+
+use super::gelu::FastExp;
+use super::Result;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// GroupNorm of x [B, C, H, W] (or any [B, C, …]) with per-channel γ, β, then SiLU if `silu`.
+pub fn group_norm(x: &Tensor, groups: usize, gamma: &Tensor, beta: &Tensor, eps: f64, silu: bool) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (b, c) = (dims[0], dims[1]);
+    let s = x.elem_count() / (b * c).max(1);
+    if c % groups != 0 {
+        candle_core::bail!("group_norm: {c} channels do not split into {groups} groups")
+    }
+    let op = Norm { groups, channels: c, positions: s, eps, silu };
+    x.contiguous()?.reshape((b, c, s))?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?.reshape(dims)
+}
+
+#[derive(Clone, Copy)]
+struct Norm {
+    groups: usize,
+    channels: usize,
+    positions: usize,
+    eps: f64,
+    silu: bool,
+}
+
+struct NormGrad(Norm);
+
+/// Samples per chunk of the γ, β gradient sums (fixed: the order of the sums is then too).
+const CHUNK: usize = 16;
+
+/// Σ f(v) in eight interleaved lanes, so that the compiler vectorises it; the order is fixed.
+fn sum_by<T: WithDType>(v: &[T], f: impl Fn(T) -> T) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        lanes.iter_mut().zip(c).for_each(|(l, x)| *l += f(*x));
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |a, x| a + f(*x));
+    lanes.iter().fold(T::zero(), |a, x| a + *x) + tail
+}
+
+/// Σ a·f(b) in eight interleaved lanes (see `sum_by`).
+fn dot_by<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
+    let mut lanes = [T::zero(); 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        lanes.iter_mut().zip(x.iter().zip(y)).for_each(|(l, (x, y))| *l += *x * f(*y));
+    }
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |acc, (x, y)| acc + *x * f(*y));
+    lanes.iter().fold(T::zero(), |acc, x| acc + *x) + tail
+}
+
+impl Norm {
+    /// Per group of one sample: (mean, 1/√(var + ε)), two-pass.
+    fn stats<T: WithDType>(&self, xs: &[T]) -> Vec<(T, T)> {
+        let n = self.channels / self.groups * self.positions;
+        xs.chunks(n)
+            .map(|g| {
+                let mean = sum_by(g, |v| v) / T::from_f64(n as f64);
+                let var = sum_by(g, |v| (v - mean) * (v - mean)) / T::from_f64(n as f64);
+                (mean, T::from_f64(1.0 / (var.to_f64() + self.eps).sqrt()))
+            })
+            .collect()
+    }
+
+    fn forward<T: FastExp>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
+        let (c, s) = (self.channels, self.positions);
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(ys, xs)| {
+            let stats = self.stats(xs);
+            for (ch, (yc, xc)) in ys.chunks_mut(s).zip(xs.chunks(s)).enumerate() {
+                let (mean, rstd) = stats[ch / (c / self.groups)];
+                let a = rstd * gamma[ch];
+                let d = beta[ch] - mean * a;
+                yc.iter_mut().zip(xc).for_each(|(y, x)| *y = *x * a + d);
+                if self.silu {
+                    yc.iter_mut().for_each(|z| *z = *z * sigmoid(*z));
+                }
+            }
+        });
+        y
+    }
+
+    /// [dx | dγ | dβ] for the upstream gradient dy.
+    fn backward<T: FastExp>(&self, x: &[T], gamma: &[T], beta: &[T], dy: &[T]) -> Vec<T> {
+        let (c, s, cg) = (self.channels, self.positions, self.channels / self.groups);
+        let n = T::from_f64((cg * s) as f64);
+        let mut dx = vec![T::zero(); x.len()];
+        let partials: Vec<(Vec<T>, Vec<T>)> = dx
+            .par_chunks_mut(CHUNK * c * s)
+            .zip(x.par_chunks(CHUNK * c * s).zip(dy.par_chunks(CHUNK * c * s)))
+            .map(|(dxc, (xc, dyc))| {
+                let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
+                for (dxs, (xs, dys)) in dxc.chunks_mut(c * s).zip(xc.chunks(c * s).zip(dyc.chunks(c * s))) {
+                    let stats = self.stats(xs);
+                    // dz into dx, then per channel Σ dz and Σ dz·x̂, and per group Σ dx̂ and
+                    // Σ dx̂·x̂ (dx̂ = γ_c·dz, so these are γ_c times the channel sums).
+                    let mut sums = vec![(T::zero(), T::zero()); self.groups];
+                    for ch in 0..c {
+                        let (mean, rstd) = stats[ch / cg];
+                        let r = ch * s..(ch + 1) * s;
+                        let (xr, dyr, dxr) = (&xs[r.clone()], &dys[r.clone()], &mut dxs[r]);
+                        if self.silu {
+                            let (a, d) = (rstd * gamma[ch], beta[ch] - mean * rstd * gamma[ch]);
+                            for ((dz, x), dy) in dxr.iter_mut().zip(xr).zip(dyr) {
+                                let z = *x * a + d;
+                                let sg = sigmoid(z);
+                                *dz = *dy * sg * (T::one() + z * (T::one() - sg));
+                            }
+                        } else {
+                            dxr.copy_from_slice(dyr);
+                        }
+                        let sdz = sum_by(dxr, |v| v);
+                        let sdzx = dot_by(dxr, xr, |x| (x - mean) * rstd);
+                        db[ch] += sdz;
+                        dg[ch] += sdzx;
+                        sums[ch / cg].0 += gamma[ch] * sdz;
+                        sums[ch / cg].1 += gamma[ch] * sdzx;
+                    }
+                    for ch in 0..c {
+                        let (mean, rstd) = stats[ch / cg];
+                        let (m1, m2) = (sums[ch / cg].0 / n, sums[ch / cg].1 / n);
+                        let r = ch * s..(ch + 1) * s;
+                        let g = gamma[ch];
+                        for (dx, x) in dxs[r.clone()].iter_mut().zip(&xs[r]) {
+                            *dx = (g * *dx - m1 - (*x - mean) * rstd * m2) * rstd;
+                        }
+                    }
+                }
+                (dg, db)
+            })
+            .collect();
+        let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
+        for (pg, pb) in &partials {
+            dg.iter_mut().zip(pg).for_each(|(a, v)| *a += *v);
+            db.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
+        }
+        dx.extend(dg);
+        dx.extend(db);
+        dx
+    }
+}
+
+/// The logistic function 1 / (1 + e^−z), SiLU's gate.
+#[inline(always)]
+fn sigmoid<T: FastExp>(z: T) -> T {
+    T::one() / (T::one() + (T::zero() - z).fast_exp())
+}
+
+fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: inputs must be contiguous"),
+    }
+}
+
+impl CustomOp3 for Norm {
+    fn name(&self) -> &'static str {
+        "group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = "group-norm";
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.forward(contiguous(x, l1, op)?, contiguous(g, l2, op)?, contiguous(b, l3, op)?))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.forward(contiguous(x, l1, op)?, contiguous(g, l2, op)?, contiguous(b, l3, op)?))
+            }
+            _ => candle_core::bail!("group-norm: f32 or f64 only, all inputs alike"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // γ and β travel as one tensor: a custom op takes at most three inputs.
+        let gb = Tensor::cat(&[gamma, beta], 0)?;
+        let packed = x.apply_op3_no_bwd(&gb, &grad.contiguous()?, &NormGrad(*self))?;
+        let (nx, c) = (x.elem_count(), self.channels);
+        let dx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
+        Ok((Some(dx), Some(packed.narrow(0, nx, c)?), Some(packed.narrow(0, nx + c, c)?)))
+    }
+}
+
+impl CustomOp3 for NormGrad {
+    fn name(&self) -> &'static str {
+        "group-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (op, c) = ("group-norm backward", self.0.channels);
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(gb), CpuStorage::F32(dy)) => {
+                let gb = contiguous(gb, l2, op)?;
+                let (x, dy) = (contiguous(x, l1, op)?, contiguous(dy, l3, op)?);
+                CpuStorage::F32(self.0.backward(x, &gb[..c], &gb[c..], dy))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(gb), CpuStorage::F64(dy)) => {
+                let gb = contiguous(gb, l2, op)?;
+                let (x, dy) = (contiguous(x, l1, op)?, contiguous(dy, l3, op)?);
+                CpuStorage::F64(self.0.backward(x, &gb[..c], &gb[c..], dy))
+            }
+            _ => candle_core::bail!("group-norm backward: f32 or f64 only, all inputs alike"),
+        };
+        Ok((out, Shape::from(l1.shape().elem_count() + 2 * c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::layers;
+    use crate::run::seed::Rng;
+    use candle_core::{Device, Var};
+
+    fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// Values and all three gradients equal the composition of candle primitives.
+    #[test]
+    fn matches_the_composed_group_norm() {
+        let mut r = Rng::new(21);
+        for (groups, silu) in [(2, false), (2, true), (1, true), (6, false)] {
+            let x = Var::from_tensor(&randn(&[3, 6, 4, 5], &mut r)).unwrap();
+            let g = Var::from_tensor(&randn(&[6], &mut r)).unwrap();
+            let b = Var::from_tensor(&randn(&[6], &mut r)).unwrap();
+            let up = randn(&[3, 6, 4, 5], &mut r);
+            let ours = group_norm(&x, groups, &g, &b, 1e-5, silu).unwrap();
+            let composed = layers::group_norm(&x, groups, &g, &b, 1e-5).unwrap();
+            let theirs = if silu { composed.silu().unwrap() } else { composed };
+            assert!(max_diff(&ours, &theirs) < 1e-12, "groups {groups} silu {silu}");
+            let g1 = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &g, &b] {
+                assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-10, "groups {groups} silu {silu}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut r = Rng::new(22);
+        let (x, g, b) = (randn(&[2, 4, 3, 3], &mut r), randn(&[4], &mut r), randn(&[4], &mut r));
+        let up = randn(&[2, 4, 3, 3], &mut r);
+        let loss = |x: &Tensor, g: &Tensor, b: &Tensor| {
+            (group_norm(x, 2, g, b, 1e-5, true).unwrap() * &up).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let (xv, gv, bv) =
+            (Var::from_tensor(&x).unwrap(), Var::from_tensor(&g).unwrap(), Var::from_tensor(&b).unwrap());
+        let grads =
+            (group_norm(&xv, 2, &gv, &bv, 1e-5, true).unwrap() * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for which in 0..3 {
+            let t = [&x, &g, &b][which];
+            let v = [&xv, &gv, &bv][which];
+            let an = grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let base = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for i in [0, base.len() / 2, base.len() - 1] {
+                let at = |d: f64| {
+                    let mut p = base.clone();
+                    p[i] += d;
+                    let p = Tensor::from_vec(p, t.shape(), &Device::Cpu).unwrap();
+                    match which {
+                        0 => loss(&p, &g, &b),
+                        1 => loss(&x, &p, &b),
+                        _ => loss(&x, &g, &p),
+                    }
+                };
+                let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+                assert!((fd - an[i]).abs() < 1e-6 * (1.0 + fd.abs()), "input {which}[{i}]: {fd} vs {}", an[i]);
+            }
+        }
+    }
+}
