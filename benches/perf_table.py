@@ -11,9 +11,9 @@ def candle(t):
     """samples/s (criterion's middle throughput estimate) per (model, kind)."""
     res, name = {}, None
     for line in (tmp / f"candle_{t}.txt").read_text().splitlines():
-        m = re.match(r"^(dit|unet|mlp)/(train_5_steps|forward)/.*?([\d.]+) GFLOP", line.strip())
+        m = re.match(r"^(dit|unet|mlp|matmul)/(train_5_steps|forward|512x512x512)/.*?([\d.]+) GFLOP", line.strip())
         if m:
-            name = (m.group(1), "train" if m.group(2).startswith("train") else "forward")
+            name = (m.group(1), {"train_5_steps": "train", "forward": "forward"}.get(m.group(2), "512³"))
             GFLOP[(t, name)] = float(m.group(3))
         m = re.search(r"time:\s+\[\s*\S+\s+\S+\s+(\S+)\s+(\S+)", line)
         if m and name:
@@ -39,7 +39,7 @@ lines = [
     "# candle against PyTorch on the CPU: the project's own models",
     "",
     f"Machine: {cpu}, {platform.machine()}, Linux {platform.release()}. {rustc}. "
-    + (tmp / "torch_1.txt").read_text().splitlines()[0] + ".",
+    + re.sub(r", \d+ thread\(s\)", "", (tmp / "torch_1.txt").read_text().splitlines()[0]) + ".",
     "",
     "Command: `benches/side_by_side.sh`. Models (identical parameter counts, checked by the script):",
     "DiT 4 blocks × 128 wide, 16×16×3 input, patch 2, adaLN-Zero, batch 64; small UNet (c = 32,",
@@ -59,5 +59,14 @@ for model in ["dit", "unet", "mlp"]:
             key = (t, (model, kind))
             gf = f"{GFLOP[key] / SECONDS[key]:.1f}" if key in GFLOP and key in SECONDS else "—"
             lines.append(f"| {model} | {kind} | {t} | {fmt(p)} | {fmt(c)} | {ratio} | {gf} |")
+lines += ["", "Achieved GFLOP/s as a share of candle's own 512³ f32 matmul at the same thread count:", ""]
+lines += ["| threads | matmul GFLOP/s | DiT train | UNet train |", "|---|---|---|---|"]
+for t in [1, 2]:
+    mm = (t, ("matmul", "512³"))
+    if mm not in GFLOP or mm not in SECONDS:
+        continue
+    peak = GFLOP[mm] / SECONDS[mm]
+    share = lambda m: f"{100 * GFLOP[(t, (m, 'train'))] / SECONDS[(t, (m, 'train'))] / peak:.0f}%" if (t, (m, "train")) in SECONDS else "—"
+    lines.append(f"| {t} | {peak:.0f} | {share('dit')} | {share('unet')} |")
 out.write_text("\n".join(lines) + "\n")
 print(out.read_text())

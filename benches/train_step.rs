@@ -102,6 +102,17 @@ fn spec(steps: u64, batch: usize) -> TrainSpec {
 fn bench(c: &mut Criterion) {
     diffscale::keep_freed_memory();
     let dev = Device::Cpu;
+    // candle's own 512³ f32 matmul: the yardstick for the models' achieved GFLOP/s (issue 6
+    // asks the DiT step for at least 35% of it).
+    let (a, b) = (
+        Tensor::randn(0f32, 1.0, (512, 512), &dev).expect("a"),
+        Tensor::randn(0f32, 1.0, (512, 512), &dev).expect("b"),
+    );
+    let mut g = c.benchmark_group("matmul");
+    g.bench_function(BenchmarkId::from_parameter("512x512x512/0.268 GFLOP"), |bench| {
+        bench.iter(|| a.matmul(&b).expect("matmul"))
+    });
+    g.finish();
     for (name, cfg, batch, data) in cases() {
         let net = build(&cfg, PredictionType::Epsilon, &dev, DType::F32, 1).expect("builds");
         let fwd_flops = 2.0 * net.forward_macs();

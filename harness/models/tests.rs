@@ -275,3 +275,38 @@ fn one_expert_taking_every_token_is_a_dense_ffn() {
     let worst = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-12, "MoE with one all-taking expert differs from the dense FFN by {worst}");
 }
+
+/// The fused CPU ops split work over samples and sum in an order fixed by the shapes, so the
+/// loss and every gradient are the same bits on one thread and on two (a batch large enough
+/// that every op's parallel path runs on more than one chunk).
+#[test]
+fn gradients_are_the_same_bits_on_one_and_two_threads() {
+    let run = |threads: usize, cfg: &ModelConfig| -> Vec<Vec<u32>> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let dev = Device::Cpu;
+            let net = build(cfg, PredictionType::Epsilon, &dev, DType::F32, 3).unwrap();
+            let mut r = Rng::new(8);
+            for (_, v) in &net.params().vars {
+                let w: Vec<f32> = (0..v.elem_count()).map(|_| 0.3 * r.normal() as f32).collect();
+                v.set(&Tensor::from_vec(w, v.shape(), &dev).unwrap()).unwrap();
+            }
+            let (rows, d) = (37, cfg.data_dim());
+            let x: Vec<f32> = (0..rows * d).map(|_| r.normal() as f32).collect();
+            let x = Tensor::from_vec(x, (rows, d), &dev).unwrap();
+            let t: Vec<f64> = (0..rows).map(|i| (i * 27 % 1000) as f64).collect();
+            let loss =
+                net.forward(&x, &t, labels(net.as_ref(), rows).as_deref()).unwrap().sqr().unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let mut bits = vec![vec![loss.to_scalar::<f32>().unwrap().to_bits()]];
+            for (_, v) in &net.params().vars {
+                let g = grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                bits.push(g.iter().map(|v| v.to_bits()).collect());
+            }
+            bits
+        })
+    };
+    for cfg in [unet(8, true), dit(DitBlock::AdalnZero, false)] {
+        assert!(run(1, &cfg) == run(2, &cfg), "{cfg:?}");
+    }
+}
