@@ -10,6 +10,7 @@
 //! slices are read in place through strided GEMM views; P is recomputed in the backward rather
 //! than stored. Every sample's sums run in a fixed order: bitwise reproducible.
 
+use super::cpu_op::with3;
 use super::gelu::FastExp;
 use super::gemm::{gemm_into, View};
 use super::Result;
@@ -116,13 +117,6 @@ impl Attention {
     }
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: inputs must be contiguous"),
-    }
-}
-
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "attention"
@@ -137,16 +131,14 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = "attention";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                CpuStorage::F32(self.forward(contiguous(q, l1, op)?, contiguous(k, l2, op)?, contiguous(v, l3, op)?))
-            }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-                CpuStorage::F64(self.forward(contiguous(q, l1, op)?, contiguous(k, l2, op)?, contiguous(v, l3, op)?))
-            }
-            _ => candle_core::bail!("attention: f32 or f64 only, all inputs alike"),
-        };
+        let out = with3(
+            "attention",
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |q, k, v| self.forward(q, k, v),
+            |q, k, v| self.forward(q, k, v),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -182,20 +174,14 @@ impl CustomOp3 for AttentionGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = "attention backward";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(q), CpuStorage::F32(kv), CpuStorage::F32(g)) => CpuStorage::F32(self.0.backward(
-                contiguous(q, l1, op)?,
-                contiguous(kv, l2, op)?,
-                contiguous(g, l3, op)?,
-            )),
-            (CpuStorage::F64(q), CpuStorage::F64(kv), CpuStorage::F64(g)) => CpuStorage::F64(self.0.backward(
-                contiguous(q, l1, op)?,
-                contiguous(kv, l2, op)?,
-                contiguous(g, l3, op)?,
-            )),
-            _ => candle_core::bail!("attention backward: f32 or f64 only, all inputs alike"),
-        };
+        let out = with3(
+            "attention backward",
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |q, kv, g| self.0.backward(q, kv, g),
+            |q, kv, g| self.0.backward(q, kv, g),
+        )?;
         Ok((out, Shape::from(l1.shape().elem_count() + l2.shape().elem_count())))
     }
 }
@@ -203,18 +189,10 @@ impl CustomOp3 for AttentionGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::cpu_op::testing::{max_diff, randn};
     use crate::models::{layers, MacCounter};
     use crate::run::seed::Rng;
     use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
-    }
 
     /// Values and gradients equal the composition of candle primitives, self- and
     /// cross-attention (Nk ≠ Nq).

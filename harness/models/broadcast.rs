@@ -12,6 +12,7 @@
 //! shapes alone, so results are bitwise reproducible. The forward materialises the broadcast
 //! (one write, which the elementwise op after it would have paid as a strided read).
 
+use super::cpu_op::contiguous;
 use super::Result;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
@@ -124,13 +125,6 @@ struct SumBroadcast {
     from: usize,
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
 impl CustomOp1 for Broadcast {
     fn name(&self) -> &'static str {
         "broadcast"
@@ -180,17 +174,9 @@ impl CustomOp1 for SumBroadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::cpu_op::testing::{max_diff, randn};
     use crate::run::seed::Rng;
     use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
-    }
 
     /// Values and gradients equal candle's `broadcast_as` for the shapes the models use.
     #[test]

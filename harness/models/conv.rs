@@ -17,6 +17,7 @@
 //! over fixed chunks of samples in a fixed order, so results are bitwise reproducible whatever
 //! the number of threads.
 
+use super::cpu_op::with3;
 use super::gemm::{gemm_into, View};
 use super::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -157,37 +158,6 @@ fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], dy: &[T], batch: usize
     dx
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: inputs must be contiguous"),
-    }
-}
-
-/// Runs `f` on three f32 or three f64 storages.
-fn with3<F32, F64>(
-    op: &str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    (s3, l3): (&CpuStorage, &Layout),
-    f32s: F32,
-    f64s: F64,
-) -> Result<CpuStorage>
-where
-    F32: Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
-    F64: Fn(&[f64], &[f64], &[f64]) -> Vec<f64>,
-{
-    Ok(match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-            CpuStorage::F32(f32s(contiguous(a, l1, op)?, contiguous(b, l2, op)?, contiguous(c, l3, op)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-            CpuStorage::F64(f64s(contiguous(a, l1, op)?, contiguous(b, l2, op)?, contiguous(c, l3, op)?))
-        }
-        _ => candle_core::bail!("{op}: f32 or f64 only, all inputs alike"),
-    })
-}
-
 /// (x, w, bias) → y.
 struct Conv(Geometry);
 /// (x, w, dy) → [dx | dW | dbias], flat.
@@ -295,13 +265,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, pad: usize, stride:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::cpu_op::testing::randn;
     use crate::run::seed::Rng;
     use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
-    }
 
     #[test]
     fn matches_candles_conv2d_forward_and_backward() {

@@ -27,6 +27,7 @@ macro_rules! network_accessors {
 mod attention;
 pub mod broadcast;
 pub mod conv;
+mod cpu_op;
 pub mod dit;
 pub mod gelu;
 mod gemm;

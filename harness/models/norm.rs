@@ -12,6 +12,7 @@
 //! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
 //! a fixed order, so results are bitwise reproducible whatever the number of threads.
 
+use super::cpu_op::with3;
 use super::gelu::FastExp;
 use super::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -162,13 +163,6 @@ fn sigmoid<T: FastExp>(z: T) -> T {
     T::one() / (T::one() + (T::zero() - z).fast_exp())
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: inputs must be contiguous"),
-    }
-}
-
 impl CustomOp3 for Norm {
     fn name(&self) -> &'static str {
         "group-norm"
@@ -183,16 +177,14 @@ impl CustomOp3 for Norm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = "group-norm";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(contiguous(x, l1, op)?, contiguous(g, l2, op)?, contiguous(b, l3, op)?))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(contiguous(x, l1, op)?, contiguous(g, l2, op)?, contiguous(b, l3, op)?))
-            }
-            _ => candle_core::bail!("group-norm: f32 or f64 only, all inputs alike"),
-        };
+        let out = with3(
+            "group-norm",
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |x, g, b| self.forward(x, g, b),
+            |x, g, b| self.forward(x, g, b),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -227,20 +219,15 @@ impl CustomOp3 for NormGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (op, c) = ("group-norm backward", self.0.channels);
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(gb), CpuStorage::F32(dy)) => {
-                let gb = contiguous(gb, l2, op)?;
-                let (x, dy) = (contiguous(x, l1, op)?, contiguous(dy, l3, op)?);
-                CpuStorage::F32(self.0.backward(x, &gb[..c], &gb[c..], dy))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(gb), CpuStorage::F64(dy)) => {
-                let gb = contiguous(gb, l2, op)?;
-                let (x, dy) = (contiguous(x, l1, op)?, contiguous(dy, l3, op)?);
-                CpuStorage::F64(self.0.backward(x, &gb[..c], &gb[c..], dy))
-            }
-            _ => candle_core::bail!("group-norm backward: f32 or f64 only, all inputs alike"),
-        };
+        let c = self.0.channels;
+        let out = with3(
+            "group-norm backward",
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |x, gb, dy| self.0.backward(x, &gb[..c], &gb[c..], dy),
+            |x, gb, dy| self.0.backward(x, &gb[..c], &gb[c..], dy),
+        )?;
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * c)))
     }
 }
@@ -248,18 +235,10 @@ impl CustomOp3 for NormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::cpu_op::testing::{max_diff, randn};
     use crate::models::layers;
     use crate::run::seed::Rng;
     use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
-    }
 
     /// Values and all three gradients equal the composition of candle primitives.
     #[test]
