@@ -174,7 +174,7 @@ impl CustomOp1 for SumBroadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{max_diff, randn};
+    use crate::models::cpu_op::testing::{check_gradients, max_diff, randn};
     use crate::run::seed::Rng;
     use candle_core::{Device, Var};
 
@@ -208,19 +208,9 @@ mod tests {
         let mut r = Rng::new(10);
         let x = randn(&[2, 1, 3], &mut r);
         let up = randn(&[2, 5, 3], &mut r);
-        let loss = |x: &Tensor| (broadcast_to(x, &[2, 5, 3]).unwrap().sqr().unwrap() * &up).unwrap().sum_all().unwrap();
-        let xv = Var::from_tensor(&x).unwrap();
-        let g = loss(&xv).backward().unwrap().get(&xv).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let base = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        for i in 0..base.len() {
-            let at = |d: f64| {
-                let mut p = base.clone();
-                p[i] += d;
-                loss(&Tensor::from_vec(p, x.shape(), &Device::Cpu).unwrap()).to_scalar::<f64>().unwrap()
-            };
-            let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
-            assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "x[{i}]: {fd} vs {}", g[i]);
-        }
+        let loss =
+            |t: &[Tensor]| (broadcast_to(&t[0], &[2, 5, 3]).unwrap().sqr().unwrap() * &up).unwrap().sum_all().unwrap();
+        check_gradients(&[x], loss, |n| (0..n).collect());
     }
 
     #[test]

@@ -39,7 +39,7 @@ where
 #[cfg(test)]
 pub mod testing {
     use crate::run::seed::Rng;
-    use candle_core::{Device, Tensor};
+    use candle_core::{Device, Tensor, Var};
 
     /// A tensor of standard normal f64 draws.
     pub fn randn(shape: &[usize], r: &mut Rng) -> Tensor {
@@ -50,5 +50,27 @@ pub mod testing {
     /// max |a − b| over all elements (f64 tensors).
     pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// d loss / d inputs[k][i] by central differences (h = 1e-6) at the entries `pick(len)` of
+    /// every input, against backward: |fd − backward| < 1e-6·(1 + |fd|). f64 inputs.
+    pub fn check_gradients(inputs: &[Tensor], loss: impl Fn(&[Tensor]) -> Tensor, pick: impl Fn(usize) -> Vec<usize>) {
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let grads = loss(&vars.iter().map(|v| v.as_tensor().clone()).collect::<Vec<_>>()).backward().unwrap();
+        for (k, t) in inputs.iter().enumerate() {
+            let an = grads.get(&vars[k]).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let base = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for i in pick(base.len()) {
+                let at = |d: f64| {
+                    let mut p = base.clone();
+                    p[i] += d;
+                    let mut ts = inputs.to_vec();
+                    ts[k] = Tensor::from_vec(p, t.shape(), &Device::Cpu).unwrap();
+                    loss(&ts).to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+                assert!((fd - an[i]).abs() < 1e-6 * (1.0 + fd.abs()), "input {k}[{i}]: {fd} vs {}", an[i]);
+            }
+        }
     }
 }

@@ -235,10 +235,10 @@ impl CustomOp3 for NormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{max_diff, randn};
+    use crate::models::cpu_op::testing::{check_gradients, max_diff, randn};
     use crate::models::layers;
     use crate::run::seed::Rng;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     /// Values and all three gradients equal the composition of candle primitives.
     #[test]
@@ -264,34 +264,10 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let mut r = Rng::new(22);
-        let (x, g, b) = (randn(&[2, 4, 3, 3], &mut r), randn(&[4], &mut r), randn(&[4], &mut r));
+        let ts = [randn(&[2, 4, 3, 3], &mut r), randn(&[4], &mut r), randn(&[4], &mut r)];
         let up = randn(&[2, 4, 3, 3], &mut r);
-        let loss = |x: &Tensor, g: &Tensor, b: &Tensor| {
-            (group_norm(x, 2, g, b, 1e-5, true).unwrap() * &up).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
-        };
-        let (xv, gv, bv) =
-            (Var::from_tensor(&x).unwrap(), Var::from_tensor(&g).unwrap(), Var::from_tensor(&b).unwrap());
-        let grads =
-            (group_norm(&xv, 2, &gv, &bv, 1e-5, true).unwrap() * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for which in 0..3 {
-            let t = [&x, &g, &b][which];
-            let v = [&xv, &gv, &bv][which];
-            let an = grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let base = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            for i in [0, base.len() / 2, base.len() - 1] {
-                let at = |d: f64| {
-                    let mut p = base.clone();
-                    p[i] += d;
-                    let p = Tensor::from_vec(p, t.shape(), &Device::Cpu).unwrap();
-                    match which {
-                        0 => loss(&p, &g, &b),
-                        1 => loss(&x, &p, &b),
-                        _ => loss(&x, &g, &p),
-                    }
-                };
-                let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
-                assert!((fd - an[i]).abs() < 1e-6 * (1.0 + fd.abs()), "input {which}[{i}]: {fd} vs {}", an[i]);
-            }
-        }
+        let loss =
+            |t: &[Tensor]| (group_norm(&t[0], 2, &t[1], &t[2], 1e-5, true).unwrap() * &up).unwrap().sum_all().unwrap();
+        check_gradients(&ts, loss, |n| vec![0, n / 2, n - 1]);
     }
 }
