@@ -101,6 +101,7 @@ fn spec(steps: u64, batch: usize) -> TrainSpec {
 
 fn bench(c: &mut Criterion) {
     diffscale::keep_freed_memory();
+    diffscale::serial_candle_elementwise();
     let dev = Device::Cpu;
     // candle's own 512³ f32 matmul: the yardstick for the models' achieved GFLOP/s (issue 6
     // asks the DiT step for at least 35% of it).

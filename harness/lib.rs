@@ -31,3 +31,15 @@ pub fn keep_freed_memory() {
     // SAFETY: sets one integer option of the linked mimalloc; no memory is touched.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
+
+/// Run candle's elementwise ops on the thread that calls them, unless `CANDLE_NUM_THREADS` says
+/// otherwise. candle 0.11 splits large elementwise ops over a pool of its own threads, apart
+/// from rayon's, that spin for about a millisecond after each op. Parallelism comes instead
+/// from the parts of each training batch (`train::train`) and diffscale's own ops, all on
+/// rayon: with candle's pool also running, a DiT training step on 2 threads fell from 475 to
+/// 169 samples/s (the threads fight for the cores). Call first thing in `main`.
+pub fn serial_candle_elementwise() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}

@@ -13,5 +13,6 @@ fn main() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+    diffscale::serial_candle_elementwise();
     std::process::exit(diffscale::cli::main());
 }

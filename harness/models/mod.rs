@@ -27,7 +27,7 @@ macro_rules! network_accessors {
 mod attention;
 pub mod broadcast;
 pub mod conv;
-mod cpu_op;
+pub(crate) mod cpu_op;
 pub mod dit;
 pub mod gelu;
 mod gemm;
@@ -40,7 +40,7 @@ use crate::compute::ModelConfig;
 use crate::diffusion::{Model, PredictionType, Time};
 use crate::run::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use dit::Dit;
 pub use mlp::Mlp;
@@ -98,7 +98,7 @@ impl Params {
 }
 
 /// A trainable denoiser: rows of flattened data in, the raw prediction out.
-pub trait Network {
+pub trait Network: Sync {
     fn params(&self) -> &Params;
     fn macs(&self) -> &MacCounter;
     /// The config it was built from (which also counts it).
@@ -176,16 +176,18 @@ impl Model for Box<dyn Network> {
     }
 }
 
-/// Counts multiply-accumulates as a forward pass runs, to check the analytic counts.
+/// Counts multiply-accumulates as a forward pass runs, to check the analytic counts. Atomic
+/// (parts of a training batch run on several threads); counts are whole numbers, so the sum
+/// does not depend on the order the threads add them in.
 #[derive(Default)]
-pub struct MacCounter(Cell<f64>);
+pub struct MacCounter(AtomicU64);
 
 impl MacCounter {
     pub fn add(&self, n: f64) {
-        self.0.set(self.0.get() + n)
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
     }
     pub fn take(&self) -> f64 {
-        self.0.replace(0.0)
+        self.0.swap(0, Ordering::Relaxed) as f64
     }
 }
 

@@ -214,14 +214,22 @@ pub fn run_cases(
     std::thread::scope(|scope| -> std::io::Result<()> {
         for _ in 0..jobs.clamp(1, pending.len().max(1)) {
             let (tx, next, pending) = (tx.clone(), &next, &pending);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((claim, exp, pc, spec)) = pending.get(i) else { break };
-                let r = run_one(claim, exp, pc, spec, out, machine);
-                let written = record::write_json(&record::case_path(out, &pc.hash), &r).map(|_| r);
-                if tx.send(written).is_err() {
-                    break;
-                }
+            // Each job has its own rayon pool (of RAYON_NUM_THREADS threads, 1 by default): in
+            // the global pool, the jobs' parallel loops would queue behind one another.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .build()
+                .map_err(std::io::Error::other)?;
+            scope.spawn(move || {
+                pool.install(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((claim, exp, pc, spec)) = pending.get(i) else { break };
+                    let r = run_one(claim, exp, pc, spec, out, machine);
+                    let written = record::write_json(&record::case_path(out, &pc.hash), &r).map(|_| r);
+                    if tx.send(written).is_err() {
+                        break;
+                    }
+                })
             });
         }
         drop(tx);

@@ -10,6 +10,7 @@ use crate::diffusion::{target, x0_eps, PredictionType, Schedule, Time};
 use crate::models::{rows_tensor, tensor_rows, Network};
 use crate::run::seed::{substream, Rng};
 use candle_core::{Tensor, Var};
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -132,22 +133,50 @@ pub(crate) fn optimise_step(
     ema: &mut [Tensor],
     h: Hyper,
 ) -> candle_core::Result<f64> {
+    let (value, grads) = gradients(model, loss)?;
+    if let Some(g) = grads {
+        update(model, &[(1.0, g)], opt, ema, h)?;
+    }
+    Ok(value)
+}
+
+/// The loss value and, when it is finite, the gradient of every parameter in `params()` order.
+fn gradients(model: &dyn Network, loss: &Tensor) -> candle_core::Result<(f64, Option<Vec<Tensor>>)> {
     let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !value.is_finite() {
-        return Ok(value);
+        return Ok((value, None));
     }
-    let vars = &model.params().vars;
     let grads = loss.backward()?;
-    let g: Vec<Tensor> = vars
+    let g = model
+        .params()
+        .vars
         .iter()
         .map(|(n, v)| {
             grads.get(v).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached `{n}`")))
         })
         .collect::<Result<_, _>>()?;
+    Ok((value, Some(g)))
+}
+
+/// Clip the gradient Σₖ wₖ·gₖ of a batch whose parts' gradients are gₖ, take an AdamW step
+/// and update the EMA.
+fn update(
+    model: &dyn Network,
+    parts: &[(f64, Vec<Tensor>)],
+    opt: &mut AdamW,
+    ema: &mut [Tensor],
+    h: Hyper,
+) -> candle_core::Result<()> {
+    let vars = &model.params().vars;
     if model.params().device().is_cpu() && model.params().dtype() == candle_core::DType::F32 {
-        fused_cpu_update(vars, &g, opt, ema, h.clip, h.lr, h.wd, h.beta)?;
-        return Ok(value);
+        return fused_cpu_update(vars, parts, opt, ema, h);
     }
+    let g: Vec<Tensor> = match parts {
+        [(_, g)] => g.clone(),
+        _ => (0..vars.len())
+            .map(|i| parts.iter().map(|(w, g)| &g[i] * *w).reduce(|a, b| a? + b?).expect("at least one part"))
+            .collect::<Result<_, _>>()?,
+    };
     let sq = |t: &Tensor| t.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>();
     let norm = g.iter().map(sq).collect::<Result<Vec<f64>, _>>()?.iter().sum::<f64>().sqrt();
     let scale = (h.clip / norm.max(1e-12)).min(1.0);
@@ -156,7 +185,7 @@ pub(crate) fn optimise_step(
     for (e, (_, v)) in ema.iter_mut().zip(vars) {
         *e = ((&*e * h.beta)? + (v.as_tensor().detach() * (1.0 - h.beta))?)?;
     }
-    Ok(value)
+    Ok(())
 }
 
 /// AdamW (Loshchilov & Hutter 2019) with its moments in the open, so they can be saved.
@@ -196,31 +225,29 @@ impl AdamW {
 
 /// Clipping, AdamW and the EMA in one pass over each parameter's values, on the CPU. The same
 /// arithmetic as the tensor path (`AdamW::update`), without its ~20 small tensor ops per
-/// parameter, which dominate a step of the small models the CPU profiles train.
-#[allow(clippy::too_many_arguments)]
+/// parameter, which dominate a step of the small models the CPU profiles train. The parts'
+/// gradients are combined in f64, in part order (one part of weight 1 is its gradient exactly).
 fn fused_cpu_update(
     vars: &[(String, Var)],
-    grads: &[Tensor],
+    parts: &[(f64, Vec<Tensor>)],
     opt: &mut AdamW,
     ema: &mut [Tensor],
-    clip: f64,
-    lr: f64,
-    wd: f64,
-    beta: f64,
+    h: Hyper,
 ) -> candle_core::Result<()> {
     let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-    let g: Vec<Vec<f32>> = grads.iter().map(flat).collect::<Result<_, _>>()?;
-    let norm = g.iter().flatten().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
-    let scale = (clip / norm.max(1e-12)).min(1.0);
+    let g: Vec<Vec<f64>> = (0..vars.len()).map(|i| combined(parts, i)).collect::<Result<_, _>>()?;
+    let norm = g.iter().flatten().map(|v| v.powi(2)).sum::<f64>().sqrt();
+    let scale = (h.clip / norm.max(1e-12)).min(1.0);
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
     opt.step += 1;
     let (c1, c2) = (1.0 - b1.powi(opt.step as i32), 1.0 - b2.powi(opt.step as i32));
+    let (lr, wd, beta) = (h.lr, h.wd, h.beta);
     for (i, (_, var)) in vars.iter().enumerate() {
         let shape = var.shape().clone();
         let dev = var.device().clone();
         let (mut p, mut m, mut v, mut e) = (flat(var.as_tensor())?, flat(&opt.m[i])?, flat(&opt.v[i])?, flat(&ema[i])?);
         for k in 0..p.len() {
-            let gk = f64::from(g[i][k]) * scale;
+            let gk = g[i][k] * scale;
             let mk = b1 * f64::from(m[k]) + (1.0 - b1) * gk;
             let vk = b2 * f64::from(v[k]) + (1.0 - b2) * gk * gk;
             let step = (mk / c1) / ((vk / c2).sqrt() + eps);
@@ -233,6 +260,42 @@ fn fused_cpu_update(
         (opt.m[i], opt.v[i], ema[i]) = (back(m)?, back(v)?, back(e)?);
     }
     Ok(())
+}
+
+/// Samples below which a part of a batch is not split off: smaller GEMMs lose more than the
+/// parallelism gains.
+const MIN_PART_ROWS: usize = 8;
+/// A part's forward MACs below which splitting costs more (per-op overhead) than it gains.
+const MIN_PART_MACS: f64 = 2e8;
+/// At most this many parts: enough for the machines the CPU profiles target.
+const MAX_PARTS: usize = 4;
+
+/// How many parts a training batch is split into, to run on several threads at once: a
+/// function of the model and the batch only, never of the thread count, so the numbers do not
+/// depend on the machine. The parts' gradients are summed in part order (`fused_cpu_update`).
+/// candle runs most elementwise ops, and the autograd between them, on one thread; parts of the
+/// batch keep every core busy through the whole step. Only on the CPU.
+fn batch_parts(model: &dyn Network, batch: usize) -> usize {
+    if !model.params().device().is_cpu() {
+        return 1;
+    }
+    let by_macs = (batch as f64 * model.forward_macs() / MIN_PART_MACS).floor() as usize;
+    by_macs.min(batch / MIN_PART_ROWS).clamp(1, MAX_PARTS)
+}
+
+/// `batch` rows in `n` contiguous ranges whose sizes differ by at most one.
+fn parts(batch: usize, n: usize) -> Vec<std::ops::Range<usize>> {
+    (0..n).map(|k| k * batch / n..(k + 1) * batch / n).collect()
+}
+
+/// Parameter `i`'s gradient Σₖ wₖ·gₖ over the parts of a batch, in f64, in part order.
+fn combined(parts: &[(f64, Vec<Tensor>)], i: usize) -> candle_core::Result<Vec<f64>> {
+    let mut sum = vec![0f64; parts[0].1[i].elem_count()];
+    for (w, grads) in parts {
+        let g = grads[i].flatten_all()?.to_vec1::<f32>()?;
+        sum.iter_mut().zip(g).for_each(|(s, v)| *s += w * f64::from(v));
+    }
+    Ok(sum)
 }
 
 /// The training batch of step `s`: clean data, labels (some dropped), timesteps and noise.
@@ -342,24 +405,41 @@ pub(crate) fn train_until(
             .flat_map(|((x, e), at)| target(spec.prediction, x, e, *at))
             .collect();
         let dev = model.params().device();
+        let mask_seed = substream(substream(seed, s), 2);
+        // One part of the batch: its mean loss, its share of the batch's loss terms, its gradients.
+        let part =
+            |k: usize, rows: &std::ops::Range<usize>| -> candle_core::Result<(f64, usize, Option<Vec<Tensor>>)> {
+                // Part 0 keeps the step's mask seed, so an unsplit batch draws the masks it always did.
+                let mask_seed = if k == 0 { mask_seed } else { substream(mask_seed, k as u64) };
+                let cls = model.classes().map(|_| &labels[rows.clone()]);
+                let x = rows_tensor(&xt[rows.start * d..rows.end * d], d, dev)?;
+                let t = &t[rows.clone()];
+                let (out, seen) = if s < fine_tune_from {
+                    model.forward_train(&x, t, cls, mask_seed)?
+                } else {
+                    (model.forward(&x, t, cls)?, None)
+                };
+                let tgt = rows_tensor(&tgt[rows.start * d..rows.end * d], d, dev)?.to_dtype(model.params().dtype())?;
+                // Masked models are scored on the pixels of the patches they kept (MicroDiT).
+                let tgt = match seen {
+                    Some(idx) => tgt.flatten_all()?.index_select(&idx, 0)?,
+                    None => tgt,
+                };
+                let terms = tgt.elem_count();
+                let (value, grads) = gradients(model, &(out - tgt)?.sqr()?.mean_all()?)?;
+                Ok((value, terms, grads))
+            };
         let mut step = || -> candle_core::Result<f64> {
-            let mask_seed = substream(substream(seed, s), 2);
-            let cls = model.classes().map(|_| labels.as_slice());
-            let x = rows_tensor(&xt, d, dev)?;
-            let (out, seen) = if s < fine_tune_from {
-                model.forward_train(&x, &t, cls, mask_seed)?
-            } else {
-                (model.forward(&x, &t, cls)?, None)
-            };
-            let tgt = rows_tensor(&tgt, d, dev)?.to_dtype(model.params().dtype())?;
-            // Masked models are scored on the pixels of the patches they kept (MicroDiT).
-            let tgt = match seen {
-                Some(idx) => tgt.flatten_all()?.index_select(&idx, 0)?,
-                None => tgt,
-            };
-            let loss = (out - tgt)?.sqr()?.mean_all()?;
+            let ranges = parts(spec.batch, batch_parts(model, spec.batch));
+            let done: Vec<_> = ranges.par_iter().enumerate().map(|(k, r)| part(k, r)).collect::<Result<_, _>>()?;
+            // The batch's loss is the mean over all its terms: each part's mean weighted by its share.
+            let terms = done.iter().map(|(_, n, _)| *n).sum::<usize>() as f64;
+            let value = done.iter().map(|(v, n, _)| v * *n as f64 / terms).sum::<f64>();
+            let weighted = done.into_iter().map(|(_, n, g)| g.map(|g| (n as f64 / terms, g)));
+            let Some(grads) = weighted.collect::<Option<Vec<_>>>() else { return Ok(value) };
             let hyper = Hyper { lr: spec.learning_rate_at(s, total), wd: spec.weight_decay, clip: spec.clip, beta };
-            optimise_step(model, &loss, &mut opt, &mut ema, hyper)
+            update(model, &grads, &mut opt, &mut ema, hyper)?;
+            Ok(value)
         };
         loss_value = step().map_err(err)?;
         if !loss_value.is_finite() {
