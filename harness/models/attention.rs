@@ -10,7 +10,7 @@
 //! slices are read in place through strided GEMM views; P is recomputed in the backward rather
 //! than stored. Every sample's sums run in a fixed order: bitwise reproducible.
 
-use super::cpu_op::with3;
+use super::cpu_op::{wide, with3};
 use super::gelu::FastExp;
 use super::gemm::{gemm_into, View};
 use super::Result;
@@ -54,12 +54,14 @@ impl Attention {
         let (nq, nk, o) = (self.nq, self.nk, h * self.dh());
         gemm_into(p, View::row_major(nq, nk), &q[o..], self.head(nq, self.d), &k[o..], self.head(nk, k_row).t(), false);
         let scale = T::from_f64(1.0 / (self.dh() as f64).sqrt());
-        for row in p.chunks_mut(nk) {
-            let m = row.iter().fold(row[0], |a, v| if *v > a { *v } else { a });
-            row.iter_mut().for_each(|v| *v = ((*v - m) * scale).fast_exp());
-            let inv = T::one() / row.iter().fold(T::zero(), |a, v| a + *v);
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
+        wide(|| {
+            for row in p.chunks_mut(nk) {
+                let m = row.iter().fold(row[0], |a, v| if *v > a { *v } else { a });
+                row.iter_mut().for_each(|v| *v = ((*v - m) * scale).fast_exp());
+                let inv = T::one() / row.iter().fold(T::zero(), |a, v| a + *v);
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        });
     }
 
     fn forward<T: FastExp>(&self, q: &[T], k: &[T], v: &[T]) -> Vec<T> {
@@ -103,10 +105,12 @@ impl Attention {
                 // dV = Pᵀ·dO, dP = dO·Vᵀ.
                 gemm_into(&mut dkvb[d + o..], self.head(nk, 2 * d), &p, pv.t(), &dob[o..], self.head(nq, d), false);
                 gemm_into(&mut ds, pv, &dob[o..], self.head(nq, d), &kvb[d + o..], self.head(nk, 2 * d).t(), false);
-                for (dsr, pr) in ds.chunks_mut(nk).zip(p.chunks(nk)) {
-                    let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (g, p)| a + *g * *p);
-                    dsr.iter_mut().zip(pr).for_each(|(g, p)| *g = *p * (*g - dot) * scale);
-                }
+                wide(|| {
+                    for (dsr, pr) in ds.chunks_mut(nk).zip(p.chunks(nk)) {
+                        let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (g, p)| a + *g * *p);
+                        dsr.iter_mut().zip(pr).for_each(|(g, p)| *g = *p * (*g - dot) * scale);
+                    }
+                });
                 // dQ = dS·K, dK = dSᵀ·Q (the 1/√d_h is in dS).
                 gemm_into(&mut dqb[o..], self.head(nq, d), &ds, pv, &kvb[o..], self.head(nk, 2 * d), false);
                 gemm_into(&mut dkvb[o..], self.head(nk, 2 * d), &ds, pv.t(), &qb[o..], self.head(nq, d), false);

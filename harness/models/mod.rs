@@ -28,6 +28,7 @@ mod attention;
 pub mod broadcast;
 pub mod conv;
 pub(crate) mod cpu_op;
+pub(crate) use cpu_op::wide;
 pub mod dit;
 pub mod gelu;
 mod gemm;

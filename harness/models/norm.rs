@@ -12,7 +12,7 @@
 //! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
 //! a fixed order, so results are bitwise reproducible whatever the number of threads.
 
-use super::cpu_op::with3;
+use super::cpu_op::{wide, with3};
 use super::gelu::FastExp;
 use super::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -45,6 +45,7 @@ struct NormGrad(Norm);
 const CHUNK: usize = 16;
 
 /// Σ f(v) in eight interleaved lanes, so that the compiler vectorises it; the order is fixed.
+#[inline(always)]
 fn sum_by<T: WithDType>(v: &[T], f: impl Fn(T) -> T) -> T {
     let mut lanes = [T::zero(); 8];
     let mut chunks = v.chunks_exact(8);
@@ -56,6 +57,7 @@ fn sum_by<T: WithDType>(v: &[T], f: impl Fn(T) -> T) -> T {
 }
 
 /// Σ a·f(b) in eight interleaved lanes (see `sum_by`).
+#[inline(always)]
 fn dot_by<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
     let mut lanes = [T::zero(); 8];
     let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -68,6 +70,7 @@ fn dot_by<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
 
 impl Norm {
     /// Per group of one sample: (mean, 1/√(var + ε)), two-pass.
+    #[inline(always)]
     fn stats<T: WithDType>(&self, xs: &[T]) -> Vec<(T, T)> {
         let n = self.channels / self.groups * self.positions;
         xs.chunks(n)
@@ -83,16 +86,18 @@ impl Norm {
         let (c, s) = (self.channels, self.positions);
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(ys, xs)| {
-            let stats = self.stats(xs);
-            for (ch, (yc, xc)) in ys.chunks_mut(s).zip(xs.chunks(s)).enumerate() {
-                let (mean, rstd) = stats[ch / (c / self.groups)];
-                let a = rstd * gamma[ch];
-                let d = beta[ch] - mean * a;
-                yc.iter_mut().zip(xc).for_each(|(y, x)| *y = *x * a + d);
-                if self.silu {
-                    yc.iter_mut().for_each(|z| *z = *z * sigmoid(*z));
+            wide(|| {
+                let stats = self.stats(xs);
+                for (ch, (yc, xc)) in ys.chunks_mut(s).zip(xs.chunks(s)).enumerate() {
+                    let (mean, rstd) = stats[ch / (c / self.groups)];
+                    let a = rstd * gamma[ch];
+                    let d = beta[ch] - mean * a;
+                    yc.iter_mut().zip(xc).for_each(|(y, x)| *y = *x * a + d);
+                    if self.silu {
+                        yc.iter_mut().for_each(|z| *z = *z * sigmoid(*z));
+                    }
                 }
-            }
+            })
         });
         y
     }
@@ -106,44 +111,46 @@ impl Norm {
             .par_chunks_mut(CHUNK * c * s)
             .zip(x.par_chunks(CHUNK * c * s).zip(dy.par_chunks(CHUNK * c * s)))
             .map(|(dxc, (xc, dyc))| {
-                let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
-                for (dxs, (xs, dys)) in dxc.chunks_mut(c * s).zip(xc.chunks(c * s).zip(dyc.chunks(c * s))) {
-                    let stats = self.stats(xs);
-                    // dz into dx, then per channel Σ dz and Σ dz·x̂, and per group Σ dx̂ and
-                    // Σ dx̂·x̂ (dx̂ = γ_c·dz, so these are γ_c times the channel sums).
-                    let mut sums = vec![(T::zero(), T::zero()); self.groups];
-                    for ch in 0..c {
-                        let (mean, rstd) = stats[ch / cg];
-                        let r = ch * s..(ch + 1) * s;
-                        let (xr, dyr, dxr) = (&xs[r.clone()], &dys[r.clone()], &mut dxs[r]);
-                        if self.silu {
-                            let (a, d) = (rstd * gamma[ch], beta[ch] - mean * rstd * gamma[ch]);
-                            for ((dz, x), dy) in dxr.iter_mut().zip(xr).zip(dyr) {
-                                let z = *x * a + d;
-                                let sg = sigmoid(z);
-                                *dz = *dy * sg * (T::one() + z * (T::one() - sg));
+                wide(|| {
+                    let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
+                    for (dxs, (xs, dys)) in dxc.chunks_mut(c * s).zip(xc.chunks(c * s).zip(dyc.chunks(c * s))) {
+                        let stats = self.stats(xs);
+                        // dz into dx, then per channel Σ dz and Σ dz·x̂, and per group Σ dx̂ and
+                        // Σ dx̂·x̂ (dx̂ = γ_c·dz, so these are γ_c times the channel sums).
+                        let mut sums = vec![(T::zero(), T::zero()); self.groups];
+                        for ch in 0..c {
+                            let (mean, rstd) = stats[ch / cg];
+                            let r = ch * s..(ch + 1) * s;
+                            let (xr, dyr, dxr) = (&xs[r.clone()], &dys[r.clone()], &mut dxs[r]);
+                            if self.silu {
+                                let (a, d) = (rstd * gamma[ch], beta[ch] - mean * rstd * gamma[ch]);
+                                for ((dz, x), dy) in dxr.iter_mut().zip(xr).zip(dyr) {
+                                    let z = *x * a + d;
+                                    let sg = sigmoid(z);
+                                    *dz = *dy * sg * (T::one() + z * (T::one() - sg));
+                                }
+                            } else {
+                                dxr.copy_from_slice(dyr);
                             }
-                        } else {
-                            dxr.copy_from_slice(dyr);
+                            let sdz = sum_by(dxr, |v| v);
+                            let sdzx = dot_by(dxr, xr, |x| (x - mean) * rstd);
+                            db[ch] += sdz;
+                            dg[ch] += sdzx;
+                            sums[ch / cg].0 += gamma[ch] * sdz;
+                            sums[ch / cg].1 += gamma[ch] * sdzx;
                         }
-                        let sdz = sum_by(dxr, |v| v);
-                        let sdzx = dot_by(dxr, xr, |x| (x - mean) * rstd);
-                        db[ch] += sdz;
-                        dg[ch] += sdzx;
-                        sums[ch / cg].0 += gamma[ch] * sdz;
-                        sums[ch / cg].1 += gamma[ch] * sdzx;
-                    }
-                    for ch in 0..c {
-                        let (mean, rstd) = stats[ch / cg];
-                        let (m1, m2) = (sums[ch / cg].0 / n, sums[ch / cg].1 / n);
-                        let r = ch * s..(ch + 1) * s;
-                        let g = gamma[ch];
-                        for (dx, x) in dxs[r.clone()].iter_mut().zip(&xs[r]) {
-                            *dx = (g * *dx - m1 - (*x - mean) * rstd * m2) * rstd;
+                        for ch in 0..c {
+                            let (mean, rstd) = stats[ch / cg];
+                            let (m1, m2) = (sums[ch / cg].0 / n, sums[ch / cg].1 / n);
+                            let r = ch * s..(ch + 1) * s;
+                            let g = gamma[ch];
+                            for (dx, x) in dxs[r.clone()].iter_mut().zip(&xs[r]) {
+                                *dx = (g * *dx - m1 - (*x - mean) * rstd * m2) * rstd;
+                            }
                         }
                     }
-                }
-                (dg, db)
+                    (dg, db)
+                })
             })
             .collect();
         let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);

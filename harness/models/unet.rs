@@ -9,6 +9,7 @@
 //! at zero, so the untrained network is close to the identity on its skips.
 
 use super::broadcast;
+use super::gelu::gelu_erf;
 use super::layers::{attention, layer_norm_affine, linear, upsample2x};
 use super::norm::group_norm;
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
@@ -267,7 +268,7 @@ impl Unet {
             // GEGLU (Shazeer 2020): value · GELU(gate), as diffusers' `GEGLU`.
             let n = self.ln(&t, &l.norm3)?;
             let vg = self.lin(&n, &l.ff1)?.chunk(2, D::Minus1)?;
-            t = (&t + self.lin(&(&vg[0] * vg[1].gelu_erf()?)?, &l.ff2)?)?;
+            t = (&t + self.lin(&(&vg[0] * gelu_erf(&vg[1])?)?, &l.ff2)?)?;
         }
         let out = self.lin(&t, &tr.proj_out)?.reshape((bsz, h, w, ch))?.permute((0, 3, 1, 2))?;
         x + out

@@ -246,15 +246,17 @@ fn fused_cpu_update(
         let shape = var.shape().clone();
         let dev = var.device().clone();
         let (mut p, mut m, mut v, mut e) = (flat(var.as_tensor())?, flat(&opt.m[i])?, flat(&opt.v[i])?, flat(&ema[i])?);
-        for k in 0..p.len() {
-            let gk = g[i][k] * scale;
-            let mk = b1 * f64::from(m[k]) + (1.0 - b1) * gk;
-            let vk = b2 * f64::from(v[k]) + (1.0 - b2) * gk * gk;
-            let step = (mk / c1) / ((vk / c2).sqrt() + eps);
-            let pk = f64::from(p[k]) * (1.0 - lr * wd) - lr * step;
-            (m[k], v[k], p[k]) = (mk as f32, vk as f32, pk as f32);
-            e[k] = (beta * f64::from(e[k]) + (1.0 - beta) * pk) as f32;
-        }
+        crate::models::wide(|| {
+            for ((((p, m), v), e), g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(e.iter_mut()).zip(&g[i]) {
+                let gk = g * scale;
+                let mk = b1 * f64::from(*m) + (1.0 - b1) * gk;
+                let vk = b2 * f64::from(*v) + (1.0 - b2) * gk * gk;
+                let step = (mk / c1) / ((vk / c2).sqrt() + eps);
+                let pk = f64::from(*p) * (1.0 - lr * wd) - lr * step;
+                (*m, *v, *p) = (mk as f32, vk as f32, pk as f32);
+                *e = (beta * f64::from(*e) + (1.0 - beta) * pk) as f32;
+            }
+        });
         let back = |x: Vec<f32>| Tensor::from_vec(x, &shape, &dev);
         var.set(&back(p)?)?;
         (opt.m[i], opt.v[i], ema[i]) = (back(m)?, back(v)?, back(e)?);
