@@ -12,7 +12,7 @@
 //! shapes alone, so results are bitwise reproducible. The forward materialises the broadcast
 //! (one write, which the elementwise op after it would have paid as a strided read).
 
-use super::cpu_op::contiguous;
+use super::cpu_op::{contiguous, sum_by};
 use super::Result;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
@@ -93,7 +93,7 @@ fn reduce<T: WithDType>(g: &[T], runs: &[(usize, bool)], dst: &mut [T]) {
         if kept {
             dst[..n].iter_mut().zip(g).for_each(|(d, v)| *d += *v);
         } else {
-            dst[0] += sum(&g[..n]);
+            dst[0] += sum_by(&g[..n], |v| v);
         }
         return;
     }
@@ -102,17 +102,6 @@ fn reduce<T: WithDType>(g: &[T], runs: &[(usize, bool)], dst: &mut [T]) {
         let d = if kept { &mut dst[i * d_inner..] } else { &mut *dst };
         reduce(&g[i * g_inner..], rest, d);
     }
-}
-
-/// A sum in eight interleaved lanes, so that the compiler vectorises it; the order is fixed.
-fn sum<T: WithDType>(v: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        lanes.iter_mut().zip(c).for_each(|(l, x)| *l += *x);
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |a, x| a + *x);
-    lanes.iter().fold(T::zero(), |a, x| a + *x) + tail
 }
 
 struct Broadcast {

@@ -13,7 +13,7 @@
 
 use super::broadcast;
 use super::gelu::gelu;
-use super::layers::{attention, layer_norm, linear, modulate, softmax};
+use super::layers::{attention, layer_norm, linear, modulated_norm, softmax};
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::dit::{DitBlock, DitConfig};
 use crate::compute::ModelConfig;
@@ -233,13 +233,13 @@ impl Dit {
             (DitBlock::AdalnZero, Some(ada), _) => {
                 let m = self.lin(&c.silu()?, ada)?.chunk(6, D::Minus1)?;
                 let gate = |g: &Tensor, y: Tensor| broadcast::mul(&y, &g.unsqueeze(1)?);
-                let x = (&x + gate(&m[2], self.self_attention(&modulate(&n(&x)?, &m[0], &m[1])?, b)?)?)?;
-                &x + gate(&m[5], self.mlp(&modulate(&n(&x)?, &m[3], &m[4])?, b)?)?
+                let x = (&x + gate(&m[2], self.self_attention(&modulated_norm(&x, &m[0], &m[1], EPS)?, b)?)?)?;
+                &x + gate(&m[5], self.mlp(&modulated_norm(&x, &m[3], &m[4], EPS)?, b)?)?
             }
             (DitBlock::Adaln, Some(ada), _) => {
                 let m = self.lin(&c.silu()?, ada)?.chunk(4, D::Minus1)?;
-                let x = (&x + self.self_attention(&modulate(&n(&x)?, &m[0], &m[1])?, b)?)?;
-                &x + self.mlp(&modulate(&n(&x)?, &m[2], &m[3])?, b)?
+                let x = (&x + self.self_attention(&modulated_norm(&x, &m[0], &m[1], EPS)?, b)?)?;
+                &x + self.mlp(&modulated_norm(&x, &m[2], &m[3], EPS)?, b)?
             }
             (DitBlock::CrossAttention, _, Some((q, kv, o))) => {
                 let x = (&x + self.self_attention(&n(&x)?, b)?)?;
@@ -353,13 +353,12 @@ impl Dit {
         if in_context {
             h = h.narrow(1, 2, n_tok)?;
         }
-        let h = layer_norm(&h, EPS)?;
         let h = match &self.final_ada {
             Some(ada) => {
                 let m = self.lin(&c.silu()?, ada)?.chunk(2, D::Minus1)?;
-                modulate(&h, &m[0], &m[1])?
+                modulated_norm(&h, &m[0], &m[1], EPS)?
             }
-            None => h,
+            None => layer_norm(&h, EPS)?,
         };
         let cout = cfg.out_channels() as usize;
         let out = self.lin(&h, &self.out)?;

@@ -32,8 +32,13 @@ pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
     centred.broadcast_div(&(var + eps)?.sqrt()?)
 }
 
-/// Affine layer norm (diffusers' transformer blocks): layer_norm(x)·γ + β.
+/// Affine layer norm (diffusers' transformer blocks): layer_norm(x)·γ + β; one op on the CPU
+/// (`layer_norm.rs`).
 pub fn layer_norm_affine(x: &Tensor, gamma: &Var, beta: &Var, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let row = |v: &Var| v.as_tensor().reshape((1, v.elem_count()));
+        return super::layer_norm::layer_norm_scaled(x, &row(gamma)?, &row(beta)?, eps);
+    }
     broadcast::add(&broadcast::mul(&layer_norm(x, eps)?, gamma.as_tensor())?, beta.as_tensor())
 }
 
@@ -82,6 +87,14 @@ pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, macs
 /// (DiT's `modulate`).
 pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
     broadcast::add(&broadcast::mul(x, &(scale.unsqueeze(1)? + 1.0)?)?, &shift.unsqueeze(1)?)
+}
+
+/// modulate(layer_norm(x), shift, scale), DiT's adaLN; one op on the CPU (`layer_norm.rs`).
+pub fn modulated_norm(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return super::layer_norm::layer_norm_scaled(x, &(scale + 1.0)?, shift, eps);
+    }
+    modulate(&layer_norm(x, eps)?, shift, scale)
 }
 
 /// Nearest-neighbour 2× upsampling of [B, C, H, W] by broadcasting, whose backward (a sum over

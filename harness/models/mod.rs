@@ -32,6 +32,7 @@ pub(crate) use cpu_op::wide;
 pub mod dit;
 pub mod gelu;
 mod gemm;
+pub mod layer_norm;
 pub mod layers;
 pub mod mlp;
 pub mod norm;

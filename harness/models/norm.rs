@@ -12,7 +12,7 @@
 //! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
 //! a fixed order, so results are bitwise reproducible whatever the number of threads.
 
-use super::cpu_op::{wide, with3};
+use super::cpu_op::{dot_by, sum_by, wide, with3};
 use super::gelu::FastExp;
 use super::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -43,30 +43,6 @@ struct NormGrad(Norm);
 
 /// Samples per chunk of the γ, β gradient sums (fixed: the order of the sums is then too).
 const CHUNK: usize = 16;
-
-/// Σ f(v) in eight interleaved lanes, so that the compiler vectorises it; the order is fixed.
-#[inline(always)]
-fn sum_by<T: WithDType>(v: &[T], f: impl Fn(T) -> T) -> T {
-    let mut lanes = [T::zero(); 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        lanes.iter_mut().zip(c).for_each(|(l, x)| *l += f(*x));
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |a, x| a + f(*x));
-    lanes.iter().fold(T::zero(), |a, x| a + *x) + tail
-}
-
-/// Σ a·f(b) in eight interleaved lanes (see `sum_by`).
-#[inline(always)]
-fn dot_by<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
-    let mut lanes = [T::zero(); 8];
-    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        lanes.iter_mut().zip(x.iter().zip(y)).for_each(|(l, (x, y))| *l += *x * f(*y));
-    }
-    let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |acc, (x, y)| acc + *x * f(*y));
-    lanes.iter().fold(T::zero(), |acc, x| acc + *x) + tail
-}
 
 impl Norm {
     /// Per group of one sample: (mean, 1/√(var + ε)), two-pass.
