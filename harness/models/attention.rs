@@ -10,11 +10,11 @@
 //! slices are read in place through strided GEMM views; P is recomputed in the backward rather
 //! than stored. Every sample's sums run in a fixed order: bitwise reproducible.
 
-use super::cpu_op::{wide, with3};
+use super::cpu_op::{cpu_fwd3, wide};
 use super::gelu::FastExp;
 use super::gemm::{gemm_into, View};
 use super::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
 /// q [B, Nq, d] over k, v [B, Nk, d], `heads` heads of d/heads channels: [B, Nq, d].
@@ -126,25 +126,7 @@ impl CustomOp3 for Attention {
         "attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = with3(
-            "attention",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |q, k, v| self.forward(q, k, v),
-            |q, k, v| self.forward(q, k, v),
-        )?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_fwd3!("attention", self, [l1, _l2, _l3], |q, k, v| self.forward(q, k, v), l1.shape().clone());
 
     fn bwd(
         &self,
@@ -169,25 +151,13 @@ impl CustomOp3 for AttentionGrad {
         "attention-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = with3(
-            "attention backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |q, kv, g| self.0.backward(q, kv, g),
-            |q, kv, g| self.0.backward(q, kv, g),
-        )?;
-        Ok((out, Shape::from(l1.shape().elem_count() + l2.shape().elem_count())))
-    }
+    cpu_fwd3!(
+        "attention backward",
+        self,
+        [l1, l2, _l3],
+        |q, kv, g| self.0.backward(q, kv, g),
+        Shape::from(l1.shape().elem_count() + l2.shape().elem_count())
+    );
 }
 
 #[cfg(test)]

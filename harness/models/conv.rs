@@ -17,10 +17,10 @@
 //! over fixed chunks of samples in a fixed order, so results are bitwise reproducible whatever
 //! the number of threads.
 
-use super::cpu_op::with3;
+use super::cpu_op::cpu_fwd3;
 use super::gemm::{gemm_into, View};
 use super::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CustomOp3, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// The patch geometry of one convolution.
@@ -168,28 +168,10 @@ impl CustomOp3 for Conv {
         "conv2d-im2col"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, cout) = (l1.dims()[0], l3.dims()[0]);
-        let g = &self.0;
-        let out = with3(
-            "conv2d",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, c| forward(g, x, w, c, b),
-            |x, w, c| forward(g, x, w, c, b),
-        )?;
-        let (ho, wo) = g.out();
-        Ok((out, Shape::from((b, cout, ho, wo))))
-    }
+    cpu_fwd3!("conv2d", self, [l1, _l2, l3], |x, w, c| forward(&self.0, x, w, c, l1.dims()[0]), {
+        let (ho, wo) = self.0.out();
+        Shape::from((l1.dims()[0], l3.dims()[0], ho, wo))
+    });
 
     fn bwd(
         &self,
@@ -213,28 +195,13 @@ impl CustomOp3 for ConvGrad {
         "conv2d-im2col-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let b = l1.dims()[0];
-        let g = &self.0;
-        let out = with3(
-            "conv2d backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, dy| backward(g, x, w, dy, b),
-            |x, w, dy| backward(g, x, w, dy, b),
-        )?;
-        let n = l1.shape().elem_count() + l2.shape().elem_count() + l2.dims()[0];
-        Ok((out, Shape::from(n)))
-    }
+    cpu_fwd3!(
+        "conv2d backward",
+        self,
+        [l1, l2, _l3],
+        |x, w, dy| backward(&self.0, x, w, dy, l1.dims()[0]),
+        Shape::from(l1.shape().elem_count() + l2.shape().elem_count() + l2.dims()[0])
+    );
 }
 
 /// Cross-correlation of x [B, Cin, H, W] with w [Cout, Cin, k, k] (candle's and PyTorch's

@@ -36,6 +36,34 @@ where
     })
 }
 
+/// `CustomOp3::cpu_fwd` for an op whose kernel is written once for f32 and f64: `$kernel`, an
+/// expression over the three contiguous input slices (`|a, b, c|`), and `$shape`, the output
+/// shape; both may use the op (`$this`, i.e. `self`) and the input layouts (`[l1, l2, l3]`).
+macro_rules! cpu_fwd3 {
+    ($name:literal, $this:ident, [$l1:ident, $l2:ident, $l3:ident], |$a:ident, $b:ident, $c:ident| $kernel:expr, $shape:expr) => {
+        fn cpu_fwd(
+            &$this,
+            s1: &candle_core::CpuStorage,
+            $l1: &candle_core::Layout,
+            s2: &candle_core::CpuStorage,
+            $l2: &candle_core::Layout,
+            s3: &candle_core::CpuStorage,
+            $l3: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            let out = $crate::models::cpu_op::with3(
+                $name,
+                (s1, $l1),
+                (s2, $l2),
+                (s3, $l3),
+                |$a, $b, $c| $kernel,
+                |$a, $b, $c| $kernel,
+            )?;
+            Ok((out, $shape))
+        }
+    };
+}
+pub(crate) use cpu_fwd3;
+
 /// Runs `f` inside a function compiled for AVX-512 (else AVX2) when this CPU has it, so that the
 /// loops inlined into `f` are vectorised 16 (8) floats wide rather than baseline x86-64's 4. The
 /// values do not change: each lane does the same IEEE operations in the same order (Rust never

@@ -14,9 +14,9 @@
 //! backward rather than stored. The a, b gradients are summed over fixed chunks of rows in a
 //! fixed order, so the bits do not depend on the number of threads.
 
-use super::cpu_op::{dot_by, sum_by, wide, with3};
+use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide};
 use super::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CustomOp3, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// x̂·a + b for x [..., D] and a, b [G, D], G dividing the number of rows.
@@ -24,7 +24,7 @@ pub fn layer_norm_scaled(x: &Tensor, a: &Tensor, b: &Tensor, eps: f64) -> Result
     let width = *x.dims().last().expect("at least 1-D");
     let rows = x.elem_count() / width.max(1);
     let groups = a.elem_count() / width.max(1);
-    if a.dims() != b.dims() || groups * width != a.elem_count() || groups == 0 || rows % groups != 0 {
+    if a.dims() != b.dims() || groups * width != a.elem_count() || groups == 0 || !rows.is_multiple_of(groups) {
         candle_core::bail!("layer_norm_scaled: scale {:?} and shift {:?} do not fit {:?}", a.dims(), b.dims(), x.dims())
     }
     let op = LayerNorm { width, rows_per_group: rows / groups, eps };
@@ -57,7 +57,7 @@ impl LayerNorm {
     /// Rows per chunk: the largest divisor of the group's rows up to CHUNK, so that no chunk
     /// spans two groups.
     fn chunk_rows(&self) -> usize {
-        (1..=self.rows_per_group.min(CHUNK)).rev().find(|c| self.rows_per_group % c == 0).unwrap_or(1)
+        (1..=self.rows_per_group.min(CHUNK)).rev().find(|c| self.rows_per_group.is_multiple_of(*c)).unwrap_or(1)
     }
 
     fn forward<T: WithDType>(&self, x: &[T], a: &[T], b: &[T]) -> Vec<T> {
@@ -131,25 +131,7 @@ impl CustomOp3 for LayerNorm {
         "layer-norm-scaled"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = with3(
-            "layer-norm",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, a, b| self.forward(x, a, b),
-            |x, a, b| self.forward(x, a, b),
-        )?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_fwd3!("layer-norm", self, [l1, _l2, _l3], |x, a, b| self.forward(x, a, b), l1.shape().clone());
 
     fn bwd(
         &self,
@@ -172,25 +154,13 @@ impl CustomOp3 for LayerNormGrad {
         "layer-norm-scaled-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = with3(
-            "layer-norm backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, a, dy| self.0.backward(x, a, dy),
-            |x, a, dy| self.0.backward(x, a, dy),
-        )?;
-        Ok((out, Shape::from(l1.shape().elem_count() + 2 * l2.shape().elem_count())))
-    }
+    cpu_fwd3!(
+        "layer-norm backward",
+        self,
+        [l1, l2, _l3],
+        |x, a, dy| self.0.backward(x, a, dy),
+        Shape::from(l1.shape().elem_count() + 2 * l2.shape().elem_count())
+    );
 }
 
 #[cfg(test)]

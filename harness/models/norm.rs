@@ -12,10 +12,10 @@
 //! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
 //! a fixed order, so results are bitwise reproducible whatever the number of threads.
 
-use super::cpu_op::{dot_by, sum_by, wide, with3};
+use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide};
 use super::gelu::FastExp;
 use super::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CustomOp3, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// GroupNorm of x [B, C, H, W] (or any [B, C, …]) with per-channel γ, β, then SiLU if `silu`.
@@ -151,25 +151,7 @@ impl CustomOp3 for Norm {
         "group-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = with3(
-            "group-norm",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, g, b| self.forward(x, g, b),
-            |x, g, b| self.forward(x, g, b),
-        )?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_fwd3!("group-norm", self, [l1, _l2, _l3], |x, g, b| self.forward(x, g, b), l1.shape().clone());
 
     fn bwd(
         &self,
@@ -193,26 +175,13 @@ impl CustomOp3 for NormGrad {
         "group-norm-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let c = self.0.channels;
-        let out = with3(
-            "group-norm backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, gb, dy| self.0.backward(x, &gb[..c], &gb[c..], dy),
-            |x, gb, dy| self.0.backward(x, &gb[..c], &gb[c..], dy),
-        )?;
-        Ok((out, Shape::from(l1.shape().elem_count() + 2 * c)))
-    }
+    cpu_fwd3!(
+        "group-norm backward",
+        self,
+        [l1, _l2, _l3],
+        |x, gb, dy| self.0.backward(x, &gb[..self.0.channels], &gb[self.0.channels..], dy),
+        Shape::from(l1.shape().elem_count() + 2 * self.0.channels)
+    );
 }
 
 #[cfg(test)]

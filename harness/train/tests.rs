@@ -134,23 +134,18 @@ fn an_unmasked_fine_tune_counts_its_steps_at_the_unmasked_cost() {
 /// A DiT on 16×16×3 images whose forward pass, at a batch of 64, is big enough (about 4.8e8
 /// MACs) for `train` to split each batch into two parts.
 fn split_dit() -> (Box<dyn Network>, Gmm) {
-    use crate::compute::dit::{DitBlock, DitConfig};
+    use crate::compute::dit::DitConfig;
+    // DiT-S/2's block at a small width, on 16×16×3 images.
+    let named = DitConfig::named("S", 2).expect("a named config");
     let dit = DitConfig {
         depth: 2,
         hidden: 64,
         heads: 4,
-        patch: 2,
         input_size: 16,
         in_channels: 3,
         learn_sigma: false,
         num_classes: 2,
-        block: DitBlock::AdalnZero,
-        mlp_ratio: 4.0,
-        mixer_depth: 0,
-        mixer_hidden: 0,
-        mask_ratio: 0.0,
-        layerwise: None,
-        experts: None,
+        ..named
     };
     let cfg = crate::compute::ModelConfig::Dit(dit);
     let model = crate::models::build(&cfg, PredictionType::Epsilon, &Device::Cpu, candle_core::DType::F32, 5).unwrap();
