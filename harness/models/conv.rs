@@ -232,7 +232,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, pad: usize, stride:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, randn};
+    use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::run::seed::Rng;
     use candle_core::Var;
 
@@ -250,15 +250,11 @@ mod tests {
                 x.conv2d(&w, pad, stride, 1, 1).unwrap().broadcast_add(&c.reshape((1, 4, 1, 1)).unwrap()).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             let up = randn(ours.dims(), &mut r);
-            let g1 = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let diff = |a: &Tensor, b: &Tensor| {
-                (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
-            };
-            assert!(diff(&ours, &theirs) < 1e-12, "forward k={k} s={stride}");
-            assert!(diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-12, "input grad k={k} s={stride}");
-            assert!(diff(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-12, "weight grad k={k} s={stride}");
-            assert!(diff(g1.get(&c).unwrap(), g2.get(&c).unwrap()) < 1e-12, "bias grad k={k} s={stride}");
+            let grads = grad_diffs(&ours, &theirs, &up, &[&x, &w, &c]);
+            assert!(max_diff(&ours, &theirs) < 1e-12, "forward k={k} s={stride}");
+            assert!(grads[0] < 1e-12, "input grad k={k} s={stride}");
+            assert!(grads[1] < 1e-12, "weight grad k={k} s={stride}");
+            assert!(grads[2] < 1e-12, "bias grad k={k} s={stride}");
         }
     }
 

@@ -163,6 +163,14 @@ pub mod testing {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
     }
 
+    /// For each var, max |∂(Σ up·ours)/∂var − ∂(Σ up·theirs)/∂var|: how far an op's gradients
+    /// are from those of the composition it replaces.
+    pub fn grad_diffs(ours: &Tensor, theirs: &Tensor, up: &Tensor, vars: &[&Var]) -> Vec<f64> {
+        let g1 = (ours * up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * up).unwrap().sum_all().unwrap().backward().unwrap();
+        vars.iter().map(|v| max_diff(g1.get(v).unwrap(), g2.get(v).unwrap())).collect()
+    }
+
     /// d loss / d inputs[k][i] by central differences (h = 1e-6) at the entries `pick(len)` of
     /// every input, against backward: |fd − backward| < 1e-6·(1 + |fd|). f64 inputs.
     pub fn check_gradients(inputs: &[Tensor], loss: impl Fn(&[Tensor]) -> Tensor, pick: impl Fn(usize) -> Vec<usize>) {
