@@ -9,22 +9,31 @@
 //! softmax through five elementwise passes. Here samples run in parallel (rayon) and the head
 //! slices are read in place through strided GEMM views; P is recomputed in the backward rather
 //! than stored. Every sample's sums run in a fixed order: bitwise reproducible.
+//!
+//! The ops take the projections packed as the linear layers make them, [q | k | v] (self-
+//! attention) or q and [k | v] (cross-attention), and return their gradient packed the same way:
+//! splitting them with `chunk` would cost, per piece, a copy forward and, backward, candle's
+//! zero-padded `cat` plus an accumulation into a fresh zero tensor.
 
-use super::cpu_op::{cpu_fwd3, wide};
+use super::cpu_op::{contiguous, wide, zeros_with_room};
 use super::gelu::FastExp;
 use super::gemm::{gemm_into, View};
 use super::Result;
-use candle_core::{CustomOp3, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// q [B, Nq, d] over k, v [B, Nk, d], `heads` heads of d/heads channels: [B, Nq, d].
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+/// Self-attention of qkv [B, N, 3d] = [q | k | v], `heads` heads of d/heads channels: [B, N, d].
+pub fn self_attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (_, n, d3) = qkv.dims3()?;
+    let op = Attention::new(heads, n, n, d3 / 3, true)?;
+    qkv.contiguous()?.apply_op1(op)
+}
+
+/// q [B, Nq, d] over kv [B, Nk, 2d] = [k | v], `heads` heads of d/heads channels: [B, Nq, d].
+pub fn cross_attention(q: &Tensor, kv: &Tensor, heads: usize) -> Result<Tensor> {
     let (_, nq, d) = q.dims3()?;
-    let nk = k.dim(1)?;
-    if d % heads != 0 {
-        candle_core::bail!("attention: width {d} does not split into {heads} heads")
-    }
-    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, Attention { heads, nq, nk, d })
+    let op = Attention::new(heads, nq, kv.dim(1)?, d, false)?;
+    q.contiguous()?.apply_op2(&kv.contiguous()?, op)
 }
 
 #[derive(Clone, Copy)]
@@ -33,14 +42,34 @@ struct Attention {
     nq: usize,
     nk: usize,
     d: usize,
+    /// q, k and v in one tensor, [q | k | v] rows; otherwise q alone and [k | v] rows.
+    packed: bool,
 }
 
-/// (q, [k | v] along the last dimension, dO) → [dq | dk | dv], flat.
-struct AttentionGrad(Attention);
+/// (qkv, dO) → dqkv.
+struct SelfAttentionGrad(Attention);
+/// (q, kv, dO) → [dq | dkv], flat.
+struct CrossAttentionGrad(Attention);
 
 impl Attention {
+    fn new(heads: usize, nq: usize, nk: usize, d: usize, packed: bool) -> Result<Self> {
+        if heads == 0 || !d.is_multiple_of(heads) {
+            candle_core::bail!("attention: width {d} does not split into {heads} heads")
+        }
+        Ok(Attention { heads, nq, nk, d, packed })
+    }
+
     fn dh(&self) -> usize {
         self.d / self.heads
+    }
+
+    /// Row lengths of q and of kv, and where k starts in a kv row (v follows at + d).
+    fn rows(&self) -> (usize, usize, usize) {
+        if self.packed {
+            (3 * self.d, 3 * self.d, self.d)
+        } else {
+            (self.d, 2 * self.d, 0)
+        }
     }
 
     /// Head h's [n, d_h] slice of a sample's [n, row] rows, read in place.
@@ -48,11 +77,12 @@ impl Attention {
         View { rows: n, cols: self.dh(), rs: row, cs: 1 }
     }
 
-    /// P = softmax(Q·Kᵀ/√d_h) of head h, into p [Nq, Nk]. q and k are the sample's rows, k with
-    /// row length `k_row` (k and v may share rows).
-    fn probs<T: FastExp>(&self, q: &[T], k: &[T], k_row: usize, h: usize, p: &mut [T]) {
+    /// P = softmax(Q·Kᵀ/√d_h) of head h, into p [Nq, Nk], from one sample's q and kv rows.
+    fn probs<T: FastExp>(&self, q: &[T], kv: &[T], h: usize, p: &mut [T]) {
         let (nq, nk, o) = (self.nq, self.nk, h * self.dh());
-        gemm_into(p, View::row_major(nq, nk), &q[o..], self.head(nq, self.d), &k[o..], self.head(nk, k_row).t(), false);
+        let (q_row, kv_row, k_at) = self.rows();
+        let (qv, kt) = (self.head(nq, q_row), self.head(nk, kv_row).t());
+        gemm_into(p, View::row_major(nq, nk), &q[o..], qv, &kv[k_at + o..], kt, false);
         let scale = T::from_f64(1.0 / (self.dh() as f64).sqrt());
         wide(|| {
             for row in p.chunks_mut(nk) {
@@ -64,100 +94,163 @@ impl Attention {
         });
     }
 
-    fn forward<T: FastExp>(&self, q: &[T], k: &[T], v: &[T]) -> Vec<T> {
+    /// O [B, Nq, d]; for self-attention `q` and `kv` are the same qkv slice.
+    fn forward<T: FastExp>(&self, q: &[T], kv: &[T]) -> Vec<T> {
         let (nq, nk, d) = (self.nq, self.nk, self.d);
-        let mut out = vec![T::zero(); q.len()];
+        let (q_row, kv_row, k_at) = self.rows();
+        let mut out = vec![T::zero(); q.len() / q_row * d];
         out.par_chunks_mut(nq * d).enumerate().for_each(|(b, ob)| {
-            let (qb, kb, vb) = (&q[b * nq * d..(b + 1) * nq * d], &k[b * nk * d..], &v[b * nk * d..]);
+            let (qb, kvb) = (&q[b * nq * q_row..], &kv[b * nk * kv_row..]);
             let mut p = vec![T::zero(); nq * nk];
             for h in 0..self.heads {
                 let o = h * self.dh();
-                self.probs(qb, kb, d, h, &mut p);
-                gemm_into(
-                    &mut ob[o..],
-                    self.head(nq, d),
-                    &p,
-                    View::row_major(nq, nk),
-                    &vb[o..],
-                    self.head(nk, d),
-                    false,
-                );
+                self.probs(qb, kvb, h, &mut p);
+                let (pv, vv) = (View::row_major(nq, nk), self.head(nk, kv_row));
+                gemm_into(&mut ob[o..], self.head(nq, d), &p, pv, &kvb[k_at + d + o..], vv, false);
             }
         });
         out
     }
 
-    /// kv: [B, Nk, 2d] rows of [k | v]; dout [B, Nq, d].
-    fn backward<T: FastExp>(&self, q: &[T], kv: &[T], dout: &[T]) -> Vec<T> {
+    /// One sample's gradients: dq [Nq, d] into `dq`, dk and dv into `dkv`, laid out as kv.
+    fn sample_grads<T: FastExp>(&self, qb: &[T], kvb: &[T], dob: &[T], dq: &mut [T], dkv: &mut [T]) {
         let (nq, nk, d) = (self.nq, self.nk, self.d);
+        let (q_row, kv_row, k_at) = self.rows();
         let scale = T::from_f64(1.0 / (self.dh() as f64).sqrt());
-        let mut dq = vec![T::zero(); q.len()];
+        let (mut p, mut ds) = (vec![T::zero(); nq * nk], vec![T::zero(); nq * nk]);
+        let (pv, kvv, dov) = (View::row_major(nq, nk), self.head(nk, kv_row), self.head(nq, d));
+        for h in 0..self.heads {
+            let o = h * self.dh();
+            self.probs(qb, kvb, h, &mut p);
+            // dV = Pᵀ·dO, dP = dO·Vᵀ.
+            gemm_into(&mut dkv[k_at + d + o..], kvv, &p, pv.t(), &dob[o..], dov, false);
+            gemm_into(&mut ds, pv, &dob[o..], dov, &kvb[k_at + d + o..], kvv.t(), false);
+            wide(|| {
+                for (dsr, pr) in ds.chunks_mut(nk).zip(p.chunks(nk)) {
+                    let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (g, p)| a + *g * *p);
+                    dsr.iter_mut().zip(pr).for_each(|(g, p)| *g = *p * (*g - dot) * scale);
+                }
+            });
+            // dQ = dS·K, dK = dSᵀ·Q (the 1/√d_h is in dS).
+            gemm_into(&mut dq[o..], self.head(nq, d), &ds, pv, &kvb[k_at + o..], kvv, false);
+            gemm_into(&mut dkv[k_at + o..], kvv, &ds, pv.t(), &qb[o..], self.head(nq, q_row), false);
+        }
+    }
+
+    /// dqkv [B, N, 3d] for self-attention.
+    fn backward_packed<T: FastExp>(&self, qkv: &[T], dout: &[T]) -> Vec<T> {
+        let (n, d) = (self.nq, self.d);
+        let mut dqkv = vec![T::zero(); qkv.len()];
+        dqkv.par_chunks_mut(n * 3 * d).enumerate().for_each(|(b, db)| {
+            let qb = &qkv[b * n * 3 * d..(b + 1) * n * 3 * d];
+            // dq goes through a scratch buffer: its columns interleave with dk's and dv's rows.
+            let mut dq = vec![T::zero(); n * d];
+            self.sample_grads(qb, qb, &dout[b * n * d..(b + 1) * n * d], &mut dq, db);
+            db.chunks_mut(3 * d).zip(dq.chunks(d)).for_each(|(row, g)| row[..d].copy_from_slice(g));
+        });
+        dqkv
+    }
+
+    /// [dq | dkv] for cross-attention.
+    fn backward_split<T: FastExp>(&self, q: &[T], kv: &[T], dout: &[T]) -> Vec<T> {
+        let (nq, nk, d) = (self.nq, self.nk, self.d);
+        let mut dq = zeros_with_room(q.len(), kv.len());
         let mut dkv = vec![T::zero(); kv.len()];
         dq.par_chunks_mut(nq * d).zip(dkv.par_chunks_mut(nk * 2 * d)).enumerate().for_each(|(b, (dqb, dkvb))| {
-            let qb = &q[b * nq * d..(b + 1) * nq * d];
-            let kvb = &kv[b * nk * 2 * d..(b + 1) * nk * 2 * d];
-            let dob = &dout[b * nq * d..(b + 1) * nq * d];
-            let (mut p, mut ds) = (vec![T::zero(); nq * nk], vec![T::zero(); nq * nk]);
-            let pv = View::row_major(nq, nk);
-            for h in 0..self.heads {
-                let o = h * self.dh();
-                self.probs(qb, kvb, 2 * d, h, &mut p);
-                // dV = Pᵀ·dO, dP = dO·Vᵀ.
-                gemm_into(&mut dkvb[d + o..], self.head(nk, 2 * d), &p, pv.t(), &dob[o..], self.head(nq, d), false);
-                gemm_into(&mut ds, pv, &dob[o..], self.head(nq, d), &kvb[d + o..], self.head(nk, 2 * d).t(), false);
-                wide(|| {
-                    for (dsr, pr) in ds.chunks_mut(nk).zip(p.chunks(nk)) {
-                        let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (g, p)| a + *g * *p);
-                        dsr.iter_mut().zip(pr).for_each(|(g, p)| *g = *p * (*g - dot) * scale);
-                    }
-                });
-                // dQ = dS·K, dK = dSᵀ·Q (the 1/√d_h is in dS).
-                gemm_into(&mut dqb[o..], self.head(nq, d), &ds, pv, &kvb[o..], self.head(nk, 2 * d), false);
-                gemm_into(&mut dkvb[o..], self.head(nk, 2 * d), &ds, pv.t(), &qb[o..], self.head(nq, d), false);
-            }
+            let (qb, kvb) = (&q[b * nq * d..(b + 1) * nq * d], &kv[b * nk * 2 * d..(b + 1) * nk * 2 * d]);
+            self.sample_grads(qb, kvb, &dout[b * nq * d..(b + 1) * nq * d], dqb, dkvb);
         });
         dq.extend(dkv);
         dq
     }
 }
 
-impl CustomOp3 for Attention {
+/// Runs `$f` on the contiguous f32 or f64 slices of the listed storages, all of one dtype.
+macro_rules! dispatch {
+    ($op:literal, |$($x:ident),+| $f:expr, $(($s:expr, $l:expr)),+) => {
+        match ($($s,)+) {
+            #[allow(unused_parens)]
+            ($(CpuStorage::F32($x),)+) => {
+                $(let $x = contiguous($x, $l, $op)?;)+
+                CpuStorage::F32($f)
+            }
+            #[allow(unused_parens)]
+            ($(CpuStorage::F64($x),)+) => {
+                $(let $x = contiguous($x, $l, $op)?;)+
+                CpuStorage::F64($f)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 only, all inputs alike", $op),
+        }
+    };
+}
+
+impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {
-        "attention"
+        "self-attention"
     }
 
-    cpu_fwd3!("attention", self, [l1, _l2, _l3], |q, k, v| self.forward(q, k, v), l1.shape().clone());
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!("self-attention", |qkv| self.forward(qkv, qkv), (s, l));
+        Ok((out, Shape::from((l.dims()[0], self.nq, self.d))))
+    }
 
-    fn bwd(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        _out: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // k and v travel as one tensor: a custom op takes at most three inputs.
-        let kv = Tensor::cat(&[k, v], 2)?;
-        let packed = q.apply_op3_no_bwd(&kv, &grad.contiguous()?, &AttentionGrad(*self))?;
-        let nq = q.elem_count();
-        let dkv = packed.narrow(0, nq, kv.elem_count())?.reshape(kv.shape())?;
-        let d = self.d;
-        Ok((Some(packed.narrow(0, 0, nq)?.reshape(q.shape())?), Some(dkv.narrow(2, 0, d)?), Some(dkv.narrow(2, d, d)?)))
+    fn bwd(&self, qkv: &Tensor, _out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(qkv.apply_op2_no_bwd(&grad.contiguous()?, &SelfAttentionGrad(*self))?))
     }
 }
 
-impl CustomOp3 for AttentionGrad {
+impl CustomOp2 for SelfAttentionGrad {
     fn name(&self) -> &'static str {
-        "attention-grad"
+        "self-attention-grad"
     }
 
-    cpu_fwd3!(
-        "attention backward",
-        self,
-        [l1, l2, _l3],
-        |q, kv, g| self.0.backward(q, kv, g),
-        Shape::from(l1.shape().elem_count() + l2.shape().elem_count())
-    );
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!("self-attention backward", |qkv, g| self.0.backward_packed(qkv, g), (s1, l1), (s2, l2));
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+impl CustomOp2 for Attention {
+    fn name(&self) -> &'static str {
+        "cross-attention"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!("cross-attention", |q, kv| self.forward(q, kv), (s1, l1), (s2, l2));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(&self, q: &Tensor, kv: &Tensor, _out: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let packed = q.apply_op3_no_bwd(kv, &grad.contiguous()?, &CrossAttentionGrad(*self))?;
+        let nq = q.elem_count();
+        let dq = packed.narrow(0, 0, nq)?.reshape(q.shape())?;
+        Ok((Some(dq), Some(packed.narrow(0, nq, kv.elem_count())?.reshape(kv.shape())?)))
+    }
+}
+
+impl CustomOp3 for CrossAttentionGrad {
+    fn name(&self) -> &'static str {
+        "cross-attention-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = dispatch!(
+            "cross-attention backward",
+            |q, kv, g| self.0.backward_split(q, kv, g),
+            (s1, l1),
+            (s2, l2),
+            (s3, l3)
+        );
+        Ok((out, Shape::from(l1.shape().elem_count() + l2.shape().elem_count())))
+    }
 }
 
 #[cfg(test)]
@@ -166,24 +259,32 @@ mod tests {
     use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::models::{layers, MacCounter};
     use crate::run::seed::Rng;
-    use candle_core::Var;
+    use candle_core::{Var, D};
 
     /// Values and gradients equal the composition of candle primitives, self- and
     /// cross-attention (Nk ≠ Nq).
     #[test]
     fn matches_the_composed_attention() {
         let mut r = Rng::new(31);
+        let macs = MacCounter::default();
         for (nq, nk, heads) in [(5, 5, 2), (4, 7, 3), (3, 2, 1)] {
             let d = 6;
-            let q = Var::from_tensor(&randn(&[2, nq, d], &mut r)).unwrap();
-            let k = Var::from_tensor(&randn(&[2, nk, d], &mut r)).unwrap();
-            let v = Var::from_tensor(&randn(&[2, nk, d], &mut r)).unwrap();
+            let qkv = Var::from_tensor(&randn(&[2, nq, 3 * d], &mut r)).unwrap();
             let up = randn(&[2, nq, d], &mut r);
-            let ours = attention(&q, &k, &v, heads).unwrap();
-            let theirs = layers::attention_composed(&q, &k, &v, heads, &MacCounter::default()).unwrap();
-            assert!(max_diff(&ours, &theirs) < 1e-12, "{nq} {nk} {heads}");
-            for diff in grad_diffs(&ours, &theirs, &up, &[&q, &k, &v]) {
-                assert!(diff < 1e-12, "{nq} {nk} {heads}");
+            let ours = self_attention(&qkv, heads).unwrap();
+            let s = qkv.chunk(3, D::Minus1).unwrap();
+            let theirs = layers::attention_composed(&s[0], &s[1], &s[2], heads, &macs).unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-12, "self {nq} {heads}");
+            assert!(grad_diffs(&ours, &theirs, &up, &[&qkv])[0] < 1e-12, "self {nq} {heads}");
+
+            let q = Var::from_tensor(&randn(&[2, nq, d], &mut r)).unwrap();
+            let kv = Var::from_tensor(&randn(&[2, nk, 2 * d], &mut r)).unwrap();
+            let ours = cross_attention(&q, &kv, heads).unwrap();
+            let s = kv.chunk(2, D::Minus1).unwrap();
+            let theirs = layers::attention_composed(&q, &s[0], &s[1], heads, &macs).unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-12, "cross {nq} {nk} {heads}");
+            for diff in grad_diffs(&ours, &theirs, &up, &[&q, &kv]) {
+                assert!(diff < 1e-12, "cross {nq} {nk} {heads}");
             }
         }
     }
@@ -191,9 +292,12 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let mut r = Rng::new(32);
-        let ts = [randn(&[2, 3, 4], &mut r), randn(&[2, 5, 4], &mut r), randn(&[2, 5, 4], &mut r)];
         let up = randn(&[2, 3, 4], &mut r);
-        let loss = |t: &[Tensor]| (attention(&t[0], &t[1], &t[2], 2).unwrap() * &up).unwrap().sum_all().unwrap();
+        let qkv = randn(&[2, 3, 12], &mut r);
+        let loss = |t: &[Tensor]| (self_attention(&t[0], 2).unwrap() * &up).unwrap().sum_all().unwrap();
+        check_gradients(&[qkv], loss, |n| vec![0, 5, n / 2, n - 1]);
+        let ts = [randn(&[2, 3, 4], &mut r), randn(&[2, 5, 8], &mut r)];
+        let loss = |t: &[Tensor]| (cross_attention(&t[0], &t[1], 2).unwrap() * &up).unwrap().sum_all().unwrap();
         check_gradients(&ts, loss, |n| vec![0, n / 2, n - 1]);
     }
 }

@@ -7,7 +7,10 @@
 //! [Cin·k·k, Ho·Wo] patch matrix (Chellapilla et al. 2006):
 //!
 //!   Y_b = W · P_b + bias,   dW = Σ_b dY_b · P_bᵀ,   dbias = Σ_b,pixels dY_b,
-//!   dx_b = col2im(Wᵀ · dY_b)   (col2im: the adjoint of patch extraction, a scatter-add).
+//!   dx_b = col2im(Wᵀ · dY_b)   (col2im: the adjoint of patch extraction, a scatter-add),
+//!
+//! and at stride 1, dx_b as the convolution of dY_b with the flipped kernel (`InputGrad`); a
+//! 1×1 convolution uses x_b itself as its patch matrix.
 //!
 //! Why one op rather than candle's matmul on a batch-wide patch matrix: candle accumulates every
 //! node's gradient into a fresh zero tensor and would differentiate the patch matrix through
@@ -17,7 +20,7 @@
 //! over fixed chunks of samples in a fixed order, so results are bitwise reproducible whatever
 //! the number of threads.
 
-use super::cpu_op::cpu_fwd3;
+use super::cpu_op::{cpu_fwd3, wide, zeros_with_room};
 use super::gemm::{gemm_into, View};
 use super::Result;
 use candle_core::{CustomOp3, Shape, Tensor, WithDType};
@@ -46,79 +49,178 @@ impl Geometry {
         (self.channels * self.k * self.k, ho * wo)
     }
 
-    /// Patch row (c, ky, kx): for every output row oy whose input row is inside the image,
-    /// the offset of that input row in the sample, and the valid output columns [lo, hi) with
-    /// their first input column (ix = ox·stride + kx − pad). Everything else is padding.
-    fn spans(&self, row: usize, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize)) {
+    /// The zero-padded input plane: (H + 2·pad) × (W + 2·pad).
+    fn padded(&self) -> (usize, usize) {
+        (self.height + 2 * self.pad, self.width + 2 * self.pad)
+    }
+
+    /// For stride 1 (and pad < k): the convolution that maps dY_b to dx_b, over Cout channels
+    /// of Ho × Wo with pad k − 1 − pad, and its weight W'[c, (o, ky, kx)] = W[o, c, k−1−ky, k−1−kx]
+    /// (dx[c, y, x] = Σ W[o, c, ky, kx] · dY[o, y + pad − ky, x + pad − kx]).
+    fn full_correlation<T: WithDType>(&self, w: &[T], cout: usize) -> Option<(Geometry, Vec<T>)> {
+        if self.stride != 1 || self.pad >= self.k || self.is_pointwise() {
+            return None;
+        }
         let (ho, wo) = self.out();
-        let (c, ky, kx) = (row / (self.k * self.k), row / self.k % self.k, row % self.k);
-        let s = self.stride;
-        // ox·s + kx ≥ pad and ox·s + kx < width + pad.
-        let lo = self.pad.saturating_sub(kx).div_ceil(s);
-        let hi = ((self.width + self.pad).saturating_sub(kx)).div_ceil(s).min(wo);
-        if lo >= hi {
-            return;
+        let (c, k) = (self.channels, self.k);
+        let g = Geometry { channels: cout, height: ho, width: wo, k, stride: 1, pad: k - 1 - self.pad };
+        let mut wf = Vec::with_capacity(w.len());
+        for ci in 0..c {
+            for o in 0..cout {
+                for ky in (0..k).rev() {
+                    for kx in (0..k).rev() {
+                        wf.push(w[((o * c + ci) * k + ky) * k + kx]);
+                    }
+                }
+            }
         }
-        let ix0 = lo * s + kx - self.pad;
-        for oy in 0..ho {
-            let Some(iy) = (oy * s + ky).checked_sub(self.pad).filter(|v| *v < self.height) else { continue };
-            f(oy, (c * self.height + iy) * self.width, lo..hi, ix0);
-        }
+        Some((g, wf))
     }
 
-    /// Patch matrix of one sample: x_b [C, H, W] → [C·k·k, Ho·Wo] (zero where padded).
-    fn im2col<T: WithDType>(&self, src: &[T], dst: &mut [T]) {
-        let (_, cols) = self.rows_cols();
-        let (_, wo) = self.out();
-        dst.fill(T::zero());
-        for (r, line) in dst.chunks_mut(cols).enumerate() {
-            self.spans(r, |oy, base, ox, ix0| {
-                let d = &mut line[oy * wo + ox.start..oy * wo + ox.end];
-                let from = &src[base + ix0..];
-                if self.stride == 1 {
-                    d.copy_from_slice(&from[..d.len()]);
-                } else {
-                    d.iter_mut().enumerate().for_each(|(j, v)| *v = from[j * self.stride]);
-                }
-            });
-        }
+    /// A 1×1 convolution at stride 1 without padding: the patch matrix is the input itself.
+    fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
     }
 
-    /// The adjoint of `im2col` for one sample: each patch entry is added back to the pixel it
-    /// was copied from, in one fixed order.
-    fn col2im<T: WithDType>(&self, g: &[T], dst: &mut [T]) {
-        let (_, cols) = self.rows_cols();
-        let (_, wo) = self.out();
-        for (r, line) in g.chunks(cols).enumerate() {
-            self.spans(r, |oy, base, ox, ix0| {
-                let from = &line[oy * wo + ox.start..oy * wo + ox.end];
-                let to = &mut dst[base + ix0..];
-                if self.stride == 1 {
-                    to.iter_mut().zip(from).for_each(|(t, v)| *t += *v);
-                } else {
-                    from.iter().enumerate().for_each(|(j, v)| to[j * self.stride] += *v);
+    /// Patch matrix of one sample: x_b [C, H, W] → [C·k·k, Ho·Wo] (zero where padded). Each
+    /// channel is first copied into `plane` (zero borders, `padded()` in size), so that every
+    /// row of the patch matrix is a run of whole, unconditional copies: per-span bounds logic
+    /// and memcpy calls on 16-float spans cost as much as the GEMM (measured 17.8 µs against
+    /// 7.7 µs for the UNet's 32-channel 16×16 conv).
+    fn im2col<T: WithDType>(&self, src: &[T], dst: &mut [T], plane: &mut [T]) {
+        let (ho, wo) = self.out();
+        let (_, wp) = self.padded();
+        let (h, w, k, p, s) = (self.height, self.width, self.k, self.pad, self.stride);
+        wide(|| {
+            for (xc, rows) in src.chunks(h * w).zip(dst.chunks_mut(k * k * ho * wo)) {
+                for (y, line) in xc.chunks(w).enumerate() {
+                    copy(&mut plane[(y + p) * wp + p..][..w], line);
                 }
-            });
-        }
+                for (t, row) in rows.chunks_mut(ho * wo).enumerate() {
+                    let (ky, kx) = (t / k, t % k);
+                    for (oy, d) in row.chunks_mut(wo).enumerate() {
+                        let from = &plane[(oy * s + ky) * wp + kx..];
+                        if s == 1 {
+                            copy(d, &from[..wo]);
+                        } else {
+                            d.iter_mut().zip(from.iter().step_by(s)).for_each(|(v, x)| *v = *x);
+                        }
+                    }
+                }
+            }
+        })
     }
+
+    /// The adjoint of `im2col` for one sample, written into `dst`: each patch entry is added
+    /// back to the (padded) pixel it was copied from, taps in order, then the plane's interior
+    /// is the channel's gradient.
+    fn col2im<T: WithDType>(&self, g: &[T], dst: &mut [T], plane: &mut [T]) {
+        let (ho, wo) = self.out();
+        let (_, wp) = self.padded();
+        let (h, w, k, p, s) = (self.height, self.width, self.k, self.pad, self.stride);
+        wide(|| {
+            for (dc, rows) in dst.chunks_mut(h * w).zip(g.chunks(k * k * ho * wo)) {
+                plane.fill(T::zero());
+                for (t, row) in rows.chunks(ho * wo).enumerate() {
+                    let (ky, kx) = (t / k, t % k);
+                    for (oy, v) in row.chunks(wo).enumerate() {
+                        let to = &mut plane[(oy * s + ky) * wp + kx..];
+                        if s == 1 {
+                            to.iter_mut().zip(v).for_each(|(a, b)| *a += *b);
+                        } else {
+                            to.iter_mut().step_by(s).zip(v).for_each(|(a, b)| *a += *b);
+                        }
+                    }
+                }
+                for (y, line) in dc.chunks_mut(w).enumerate() {
+                    copy(line, &plane[(y + p) * wp + p..][..w]);
+                }
+            }
+        })
+    }
+}
+
+/// dst = src for short runs, inlined (eight elements a move) rather than a memcpy call.
+#[inline(always)]
+fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [T; 8] = a.try_into().expect("chunks of eight");
+        *a = *<&[T; 8]>::try_from(b).expect("chunks of eight");
+    }
+    d.into_remainder().iter_mut().zip(s.remainder()).for_each(|(a, b)| *a = *b);
 }
 
 /// Samples per chunk of the weight-gradient sum. Fixed, so that the order of the sums does not
 /// depend on the number of threads.
 const CHUNK: usize = 4;
 
+/// How one sample's input gradient dx_b is computed, with its scratch buffers.
+enum InputGrad<'a, T> {
+    /// 1×1 at stride 1: dx_b = Wᵀ · dY_b.
+    Pointwise,
+    /// Stride 1: dx_b is the full correlation of dY_b with the flipped kernel, itself a
+    /// convolution (geometry `g`, weight `w` [C, Cout·k·k]): patches of dY_b and one GEMM with
+    /// inner dimension Cout·k·k, instead of a GEMM over only Cout and a scatter-add (col2im).
+    Full { g: Geometry, w: &'a [T], q: Vec<T>, plane: Vec<T> },
+    /// Otherwise: dP_b = Wᵀ · dY_b [C·k·k, Ho·Wo], then dx_b = col2im(dP_b).
+    Scatter { dp: Vec<T>, plane: Vec<T> },
+}
+
+impl<'a, T: WithDType> InputGrad<'a, T> {
+    fn new(g: &Geometry, full: Option<&'a (Geometry, Vec<T>)>) -> Self {
+        let (k, hw) = g.rows_cols();
+        let (hp, wp) = g.padded();
+        if g.is_pointwise() {
+            InputGrad::Pointwise
+        } else if let Some((gf, wf)) = full {
+            let ((kf, hwf), (hpf, wpf)) = (gf.rows_cols(), gf.padded());
+            InputGrad::Full { g: *gf, w: wf, q: vec![T::zero(); kf * hwf], plane: vec![T::zero(); hpf * wpf] }
+        } else {
+            InputGrad::Scatter { dp: vec![T::zero(); k * hw], plane: vec![T::zero(); hp * wp] }
+        }
+    }
+
+    fn run(&mut self, g: &Geometry, w: &[T], dyb: &[T], dxb: &mut [T]) {
+        let (k, hw) = g.rows_cols();
+        let cout = w.len() / k;
+        let (dyv, wt) = (View::row_major(cout, hw), View::row_major(cout, k).t());
+        match self {
+            InputGrad::Pointwise => gemm_into(dxb, View::row_major(k, hw), w, wt, dyb, dyv, false),
+            InputGrad::Full { g: gf, w: wf, q, plane } => {
+                let (kf, hwf) = gf.rows_cols();
+                gf.im2col(dyb, q, plane);
+                let c = g.channels;
+                gemm_into(dxb, View::row_major(c, hwf), wf, View::row_major(c, kf), q, View::row_major(kf, hwf), false);
+            }
+            InputGrad::Scatter { dp, plane } => {
+                gemm_into(dp, View::row_major(k, hw), w, wt, dyb, dyv, false);
+                g.col2im(dp, dxb, plane);
+            }
+        }
+    }
+}
+
 /// y [B, Cout, Ho·Wo] = W · P_b + bias for every sample b.
 fn forward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], bias: &[T], batch: usize) -> Vec<T> {
     let (k, hw) = g.rows_cols();
     let cout = bias.len();
     let per_in = g.channels * g.height * g.width;
+    let (hp, wp) = g.padded();
     let mut y = vec![T::zero(); batch * cout * hw];
-    y.par_chunks_mut(cout * hw).enumerate().for_each(|(b, yb)| {
-        let mut p = vec![T::zero(); k * hw];
-        g.im2col(&x[b * per_in..(b + 1) * per_in], &mut p);
-        yb.chunks_mut(hw).zip(bias).for_each(|(row, v)| row.fill(*v));
-        gemm_into(yb, View::row_major(cout, hw), w, View::row_major(cout, k), &p, View::row_major(k, hw), true);
-    });
+    y.par_chunks_mut(cout * hw).zip(x.par_chunks(per_in)).for_each_init(
+        || (vec![T::zero(); k * hw], vec![T::zero(); hp * wp]),
+        |(p, plane), (yb, xb)| {
+            let p: &[T] = if g.is_pointwise() {
+                xb
+            } else {
+                g.im2col(xb, p, plane);
+                p
+            };
+            yb.chunks_mut(hw).zip(bias).for_each(|(row, v)| row.fill(*v));
+            gemm_into(yb, View::row_major(cout, hw), w, View::row_major(cout, k), p, View::row_major(k, hw), true);
+        },
+    );
     y
 }
 
@@ -127,23 +229,33 @@ fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], dy: &[T], batch: usize
     let (k, hw) = g.rows_cols();
     let cout = w.len() / k;
     let per_in = g.channels * g.height * g.width;
-    let mut dx = vec![T::zero(); batch * per_in];
+    let (hp, wp) = g.padded();
+    // The weight gradient is accumulated transposed, dWᵀ [C·k·k, Cout]: gemm packs P_bᵀ 2×
+    // faster so (measured 19 µs against 36 µs on the UNet's 32-channel 16×16 conv).
+    let dwt = View::row_major(k, cout).t();
+    let dyv = View::row_major(cout, hw);
+    let full = g.full_correlation(w, cout);
+    let mut dx = zeros_with_room(batch * per_in, cout * k + cout);
     let partials: Vec<(Vec<T>, Vec<T>)> = dx
         .par_chunks_mut(CHUNK * per_in)
         .enumerate()
         .map(|(c, dxc)| {
             let (mut dw, mut db) = (vec![T::zero(); cout * k], vec![T::zero(); cout]);
-            let (mut p, mut dp) = (vec![T::zero(); k * hw], vec![T::zero(); k * hw]);
+            let mut p = vec![T::zero(); k * hw];
+            let mut plane = vec![T::zero(); hp * wp];
+            let mut dx_scratch = InputGrad::new(g, full.as_ref());
             for (i, dxb) in dxc.chunks_mut(per_in).enumerate() {
                 let b = c * CHUNK + i;
-                let dyb = &dy[b * cout * hw..(b + 1) * cout * hw];
-                g.im2col(&x[b * per_in..(b + 1) * per_in], &mut p);
-                let dyv = View::row_major(cout, hw);
-                gemm_into(&mut dw, View::row_major(cout, k), dyb, dyv, &p, View::row_major(k, hw).t(), true);
+                let (xb, dyb) = (&x[b * per_in..(b + 1) * per_in], &dy[b * cout * hw..(b + 1) * cout * hw]);
+                let pb: &[T] = if g.is_pointwise() {
+                    xb
+                } else {
+                    g.im2col(xb, &mut p, &mut plane);
+                    &p
+                };
+                gemm_into(&mut dw, dwt, dyb, dyv, pb, View::row_major(k, hw).t(), true);
                 db.iter_mut().zip(dyb.chunks(hw)).for_each(|(s, row)| *s += row.iter().fold(T::zero(), |a, v| a + *v));
-                let wt = View::row_major(cout, k).t();
-                gemm_into(&mut dp, View::row_major(k, hw), w, wt, dyb, dyv, false);
-                g.col2im(&dp, dxb);
+                dx_scratch.run(g, w, dyb, dxb);
             }
             (dw, db)
         })
@@ -153,7 +265,9 @@ fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], dy: &[T], batch: usize
         dw.iter_mut().zip(pw).for_each(|(a, v)| *a += *v);
         db.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
     }
-    dx.extend(dw);
+    for o in 0..cout {
+        dx.extend((0..k).map(|r| dw[r * cout + o]));
+    }
     dx.extend(db);
     dx
 }
@@ -242,7 +356,7 @@ mod tests {
         // candle's own backward breaks on odd sizes at stride 2 (its conv_transpose output is a
         // pixel too wide); the UNet downsamples even sizes only. See the next test for odd ones.
         for (k, stride, pad, h, w) in [(3, 1, 1, 5, 6), (3, 2, 1, 6, 8), (1, 1, 0, 4, 3), (3, 2, 1, 4, 6)] {
-            let x = Var::from_tensor(&randn(&[2, 3, h, w], &mut r)).unwrap();
+            let x = Var::from_tensor(&randn(&[5, 3, h, w], &mut r)).unwrap();
             let w = Var::from_tensor(&randn(&[4, 3, k, k], &mut r)).unwrap();
             let c = Var::from_tensor(&randn(&[4], &mut r)).unwrap();
             let ours = conv2d(&x, &w, Some(&c), pad, stride).unwrap();
@@ -253,7 +367,7 @@ mod tests {
             let grads = grad_diffs(&ours, &theirs, &up, &[&x, &w, &c]);
             assert!(max_diff(&ours, &theirs) < 1e-12, "forward k={k} s={stride}");
             assert!(grads[0] < 1e-12, "input grad k={k} s={stride}");
-            assert!(grads[1] < 1e-12, "weight grad k={k} s={stride}");
+            assert!(grads[1] < 1e-12, "weight grad k={k} s={stride} {:?}", grads);
             assert!(grads[2] < 1e-12, "bias grad k={k} s={stride}");
         }
     }

@@ -94,6 +94,14 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `len` zeros with room for `extra` more: an op's gradient buffer, to which the small parameter
+/// gradients are appended without moving (and copying) the large part.
+pub fn zeros_with_room<T: WithDType>(len: usize, extra: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len + extra);
+    v.resize(len, T::zero());
+    v
+}
+
 /// [f(x) for x in xs], its loop vectorised by `wide`.
 #[inline(always)]
 pub fn map1<T: Copy, U>(xs: &[T], f: impl Fn(T) -> U) -> Vec<U> {

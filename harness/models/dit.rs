@@ -13,7 +13,7 @@
 
 use super::broadcast;
 use super::gelu::gelu;
-use super::layers::{attention, layer_norm, linear, modulated_norm, softmax};
+use super::layers::{cross_attention, layer_norm, linear, modulated_norm, self_attention, softmax};
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::dit::{DitBlock, DitConfig};
 use crate::compute::ModelConfig;
@@ -184,8 +184,7 @@ impl Dit {
     }
 
     fn self_attention(&self, x: &Tensor, b: &Block) -> Result<Tensor> {
-        let qkv = self.lin(x, &b.qkv)?.chunk(3, D::Minus1)?;
-        let a = attention(&qkv[0], &qkv[1], &qkv[2], b.heads, &self.macs)?;
+        let a = self_attention(&self.lin(x, &b.qkv)?, b.heads, &self.macs)?;
         self.lin(&a, &b.proj)
     }
 
@@ -243,8 +242,8 @@ impl Dit {
             }
             (DitBlock::CrossAttention, _, Some((q, kv, o))) => {
                 let x = (&x + self.self_attention(&n(&x)?, b)?)?;
-                let kv = self.lin(cond_tokens, kv)?.chunk(2, D::Minus1)?;
-                let a = attention(&self.lin(&n(&x)?, q)?, &kv[0], &kv[1], self.cfg.heads as usize, &self.macs)?;
+                let kv = self.lin(cond_tokens, kv)?;
+                let a = cross_attention(&self.lin(&n(&x)?, q)?, &kv, self.cfg.heads as usize, &self.macs)?;
                 let x = (&x + self.lin(&a, o)?)?;
                 &x + self.mlp(&n(&x)?, b)?
             }

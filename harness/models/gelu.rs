@@ -11,7 +11,7 @@
 //! vectorised (`cpu_op::map1`). f64 uses std's exp and libm's erf, so finite-difference tests
 //! see exact functions. On other devices the ops fall back to candle's.
 
-use super::cpu_op::{map1, map2};
+use super::cpu_op::{map1, map2, wide};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 const K: f64 = 0.797_884_560_802_865_4; // √(2/π)
@@ -33,6 +33,23 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1(Gelu(Form::Erf))
     } else {
         x.gelu_erf()
+    }
+}
+
+/// GEGLU (Shazeer 2020, Eq. 5; diffusers' `GEGLU`): x [.., 2h] = [value | gate] → value ·
+/// gelu_erf(gate) [.., h]. One op on the CPU: chunking x in two would cost, backward, candle's
+/// zero-padded `cat` and an accumulation into a fresh zero tensor per half, and the product
+/// another node; the values are those of that composition, bit for bit (tested).
+pub fn geglu(x: &Tensor) -> Result<Tensor> {
+    let h = x.dims().last().copied().unwrap_or(0) / 2;
+    if x.dims().last() != Some(&(2 * h)) || h == 0 {
+        candle_core::bail!("geglu: the last dimension of {:?} must be even and positive", x.dims())
+    }
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(Geglu(h))
+    } else {
+        let vg = x.chunk(2, candle_core::D::Minus1)?;
+        &vg[0] * vg[1].gelu_erf()?
     }
 }
 
@@ -223,6 +240,86 @@ impl CustomOp2 for GeluGrad {
     }
 }
 
+/// GEGLU with gate width h: each row of 2h inputs gives h outputs.
+struct Geglu(usize);
+
+impl Geglu {
+    fn forward<T: Float>(&self, x: &[T]) -> Vec<T> {
+        let h = self.0;
+        let mut out = vec![T::zero(); x.len() / 2];
+        wide(|| {
+            for (o, row) in out.chunks_mut(h).zip(x.chunks(2 * h)) {
+                let (v, g) = row.split_at(h);
+                for ((o, v), g) in o.iter_mut().zip(v).zip(g) {
+                    *o = *v * value(Form::Erf, *g);
+                }
+            }
+        });
+        out
+    }
+
+    /// [d value | d gate] per row: dv = dy·gelu(g), dg = gelu'(g)·(dy·v).
+    fn backward<T: Float>(&self, x: &[T], dy: &[T]) -> Vec<T> {
+        let h = self.0;
+        let mut dx = vec![T::zero(); x.len()];
+        wide(|| {
+            for ((d, row), dy) in dx.chunks_mut(2 * h).zip(x.chunks(2 * h)).zip(dy.chunks(h)) {
+                let (v, g) = row.split_at(h);
+                let (dv, dg) = d.split_at_mut(h);
+                for ((((dv, dg), v), g), dy) in dv.iter_mut().zip(dg).zip(v).zip(g).zip(dy) {
+                    *dv = *dy * value(Form::Erf, *g);
+                    *dg = grad(Form::Erf, *g, *dy * *v);
+                }
+            }
+        });
+        dx
+    }
+}
+
+impl CustomOp1 for Geglu {
+    fn name(&self) -> &'static str {
+        "geglu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(contiguous::<f32>(s, l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(contiguous::<f64>(s, l)?)),
+            _ => candle_core::bail!("geglu: f32 or f64 only"),
+        };
+        let mut dims = l.dims().to_vec();
+        *dims.last_mut().expect("checked in geglu()") = self.0;
+        Ok((out, Shape::from(dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GegluGrad(self.0))?))
+    }
+}
+
+/// (x, dy) → dx for GEGLU.
+struct GegluGrad(usize);
+
+impl CustomOp2 for GegluGrad {
+    fn name(&self) -> &'static str {
+        "geglu-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let op = Geglu(self.0);
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(op.backward(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(op.backward(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?))
+            }
+            _ => candle_core::bail!("geglu backward: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +374,31 @@ mod tests {
         // Abramowitz & Stegun's bound, 1.5e-7, plus f32 rounding near 2 (ulp 2.4e-7) and the
         // inline exp's (measured 5.8e-7).
         assert!(worst < 1e-6, "absolute error {worst:e}");
+    }
+
+    /// GEGLU equals value · gelu_erf(gate) composed from the chunks, values and gradient, to the
+    /// bit (f32); its gradient matches finite differences (f64).
+    #[test]
+    fn geglu_is_the_composition() {
+        use crate::models::cpu_op::testing::{check_gradients, randn};
+        let mut r = crate::run::seed::Rng::new(42);
+        let x =
+            Var::from_tensor(&(randn(&[2, 3, 10], &mut r) * 2.0).unwrap().to_dtype(candle_core::DType::F32).unwrap())
+                .unwrap();
+        let up = randn(&[2, 3, 5], &mut r).to_dtype(candle_core::DType::F32).unwrap();
+        let ours = geglu(&x).unwrap();
+        let vg = x.chunk(2, candle_core::D::Minus1).unwrap();
+        let theirs = (&vg[0] * gelu_erf(&vg[1]).unwrap()).unwrap();
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&ours), bits(&theirs));
+        let g = |y: &Tensor| (y * &up).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone();
+        assert_eq!(bits(&g(&ours)), bits(&g(&theirs)));
+        let up = randn(&[2, 3, 5], &mut r);
+        let loss = |t: &[Tensor]| (geglu(&t[0]).unwrap() * &up).unwrap().sum_all().unwrap();
+        check_gradients(&[(randn(&[2, 3, 10], &mut r) * 2.0).unwrap()], loss, |n| (0..n).step_by(7).collect());
+        assert!(geglu(&randn(&[2, 3], &mut r)).is_err());
     }
 
     #[test]

@@ -29,6 +29,22 @@ impl View {
 /// dst (+)= a · b on one thread: gemm with every extent checked against its slice, so the
 /// unsafe call reads and writes only inside the three slices.
 pub fn gemm_into<T: WithDType>(dst: &mut [T], d: View, a: &[T], av: View, b: &[T], bv: View, accumulate: bool) {
+    gemm_threads(dst, d, a, av, b, bv, accumulate, 1)
+}
+
+/// `gemm_into` on up to `threads` threads of the current rayon pool (gemm splits the output
+/// into blocks, never the inner sum, so the values do not depend on `threads`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_threads<T: WithDType>(
+    dst: &mut [T],
+    d: View,
+    a: &[T],
+    av: View,
+    b: &[T],
+    bv: View,
+    accumulate: bool,
+    threads: usize,
+) {
     assert!(d.rows == av.rows && d.cols == bv.cols && av.cols == bv.rows, "gemm: shapes do not chain");
     if d.rows == 0 || d.cols == 0 {
         return;
@@ -63,7 +79,7 @@ pub fn gemm_into<T: WithDType>(dst: &mut [T], d: View, a: &[T], av: View, b: &[T
             false,
             false,
             false,
-            Parallelism::None,
+            if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None },
         )
     }
 }

@@ -14,7 +14,7 @@
 //! backward rather than stored. The a, b gradients are summed over fixed chunks of rows in a
 //! fixed order, so the bits do not depend on the number of threads.
 
-use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide};
+use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide, zeros_with_room};
 use super::Result;
 use candle_core::{CustomOp3, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -84,7 +84,7 @@ impl LayerNorm {
     fn backward<T: WithDType>(&self, x: &[T], a: &[T], dy: &[T]) -> Vec<T> {
         let (d, rpg, cr) = (self.width, self.rows_per_group, self.chunk_rows());
         let n = T::from_f64(d as f64);
-        let mut dx = vec![T::zero(); x.len()];
+        let mut dx = zeros_with_room(x.len(), 2 * a.len());
         let partials: Vec<(Vec<T>, Vec<T>)> = dx
             .par_chunks_mut(cr * d)
             .zip(x.par_chunks(cr * d).zip(dy.par_chunks(cr * d)))

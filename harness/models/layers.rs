@@ -4,18 +4,24 @@
 //! here is covered by the finite-difference tests of the models that use it.
 
 use super::{broadcast, MacCounter, Result};
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
 
-/// x·W + b over the last dimension of x (any leading shape), counting rows·in·out MACs.
+/// x·W + b over the last dimension of x (any leading shape), counting rows·in·out MACs. On the
+/// CPU one op (`linear.rs`, a zero bias when there is none); elsewhere candle's matmul.
 pub fn linear(x: &Tensor, w: &Var, b: Option<&Var>, macs: &MacCounter) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let fan_in = *dims.last().expect("at least 1-D");
     let rows = x.elem_count() / fan_in;
     let out = w.dim(1)?;
     macs.add((rows * fan_in * out) as f64);
+    if x.device().is_cpu() {
+        return match b {
+            Some(b) => super::linear::linear(x, w, b),
+            None => super::linear::linear(x, w, &Tensor::zeros(out, x.dtype(), x.device())?),
+        };
+    }
     let y = x.reshape((rows, fan_in))?.matmul(w.as_tensor())?;
     let y = match b {
-        Some(b) if y.device().is_cpu() => y.apply_op2(b.as_tensor(), BiasAdd)?,
         Some(b) => y.broadcast_add(b.as_tensor())?,
         None => y,
     };
@@ -58,16 +64,28 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-/// Multi-head scaled dot-product attention of q [B, Nq, d] over k, v [B, Nk, d]; counts the
-/// QKᵀ and AV matmuls (2·Nq·Nk·d MACs per sample), as `Tally::attention` does. On the CPU one
-/// fused op (`attention.rs`); elsewhere the composition below.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, macs: &MacCounter) -> Result<Tensor> {
+/// Multi-head scaled dot-product self-attention of qkv [B, N, 3d] = [q | k | v]: [B, N, d];
+/// counts the QKᵀ and AV matmuls (2·N²·d MACs per sample), as `Tally::attention` does. On the
+/// CPU one fused op (`attention.rs`); elsewhere the composition below.
+pub fn self_attention(qkv: &Tensor, heads: usize, macs: &MacCounter) -> Result<Tensor> {
+    let (b, n, d3) = qkv.dims3()?;
+    if !qkv.device().is_cpu() {
+        let s = qkv.chunk(3, D::Minus1)?;
+        return attention_composed(&s[0], &s[1], &s[2], heads, macs);
+    }
+    macs.add((2 * b * n * n * (d3 / 3)) as f64);
+    super::attention::self_attention(qkv, heads)
+}
+
+/// Cross-attention of q [B, Nq, d] over kv [B, Nk, 2d] = [k | v]: [B, Nq, d]; counts as above.
+pub fn cross_attention(q: &Tensor, kv: &Tensor, heads: usize, macs: &MacCounter) -> Result<Tensor> {
     if !q.device().is_cpu() {
-        return attention_composed(q, k, v, heads, macs);
+        let s = kv.chunk(2, D::Minus1)?;
+        return attention_composed(q, &s[0], &s[1], heads, macs);
     }
     let (b, nq, d) = q.dims3()?;
-    macs.add((2 * b * nq * k.dim(1)? * d) as f64);
-    super::attention::attention(q, k, v, heads)
+    macs.add((2 * b * nq * kv.dim(1)? * d) as f64);
+    super::attention::cross_attention(q, kv, heads)
 }
 
 /// Attention from candle primitives: the reference the fused op is tested against.
@@ -102,53 +120,4 @@ pub fn modulated_norm(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> R
 pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     broadcast::broadcast_to(&x.reshape((b, c, h, 1, w, 1))?, &[b, c, h, 2, w, 2])?.reshape((b, c, 2 * h, 2 * w))
-}
-
-/// y[r, j] = x[r, j] + b[j] on the CPU. Its backward sums the gradient over rows in one
-/// contiguous pass; candle's `broadcast_add` backward reduces over dimension 0 with a strided
-/// fold, which measured 17% of a small DiT's training step.
-struct BiasAdd;
-
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "bias-add"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        // In place on a copy: a row-wise loop the compiler vectorises (a flat_map collect did not).
-        fn add<T: candle_core::WithDType>(x: &[T], b: &[T]) -> Vec<T> {
-            let mut out = x.to_vec();
-            out.chunks_mut(b.len()).for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += *b));
-            out
-        }
-        let (Some((a1, e1)), Some((a2, e2))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("bias-add: inputs must be contiguous")
-        };
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(add(&x[a1..e1], &b[a2..e2])),
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(add(&x[a1..e1], &b[a2..e2])),
-            _ => candle_core::bail!("bias-add: f32 or f64 only"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, b: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad.contiguous()?;
-        let n = b.elem_count();
-        let db = match g.dtype() {
-            candle_core::DType::F64 => {
-                Tensor::from_vec(column_sums(&g.flatten_all()?.to_vec1::<f64>()?, n), n, g.device())?
-            }
-            _ => Tensor::from_vec(column_sums(&g.flatten_all()?.to_vec1::<f32>()?, n), n, g.device())?,
-        };
-        Ok((Some(grad.clone()), Some(db)))
-    }
-}
-
-fn column_sums<T: candle_core::WithDType>(g: &[T], n: usize) -> Vec<T> {
-    let mut acc = vec![T::zero(); n];
-    for row in g.chunks(n) {
-        acc.iter_mut().zip(row).for_each(|(a, v)| *a += *v);
-    }
-    acc
 }

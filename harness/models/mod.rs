@@ -34,6 +34,7 @@ pub mod gelu;
 mod gemm;
 pub mod layer_norm;
 pub mod layers;
+pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod unet;

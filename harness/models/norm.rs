@@ -12,7 +12,7 @@
 //! Samples run in parallel (rayon); γ and β gradients are summed over fixed chunks of samples in
 //! a fixed order, so results are bitwise reproducible whatever the number of threads.
 
-use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide};
+use super::cpu_op::{cpu_fwd3, dot_by, sum_by, wide, zeros_with_room};
 use super::gelu::FastExp;
 use super::Result;
 use candle_core::{CustomOp3, Shape, Tensor, WithDType};
@@ -82,7 +82,7 @@ impl Norm {
     fn backward<T: FastExp>(&self, x: &[T], gamma: &[T], beta: &[T], dy: &[T]) -> Vec<T> {
         let (c, s, cg) = (self.channels, self.positions, self.channels / self.groups);
         let n = T::from_f64((cg * s) as f64);
-        let mut dx = vec![T::zero(); x.len()];
+        let mut dx = zeros_with_room(x.len(), 2 * c);
         let partials: Vec<(Vec<T>, Vec<T>)> = dx
             .par_chunks_mut(CHUNK * c * s)
             .zip(x.par_chunks(CHUNK * c * s).zip(dy.par_chunks(CHUNK * c * s)))

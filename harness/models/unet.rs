@@ -9,14 +9,14 @@
 //! at zero, so the untrained network is close to the identity on its skips.
 
 use super::broadcast;
-use super::gelu::gelu_erf;
-use super::layers::{attention, layer_norm_affine, linear, upsample2x};
+use super::gelu::geglu;
+use super::layers::{layer_norm_affine, linear, self_attention, upsample2x};
 use super::norm::group_norm;
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{ModelConfig, UnetConfig};
 use crate::diffusion::PredictionType;
 use crate::run::seed::Rng;
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 
 const GN_EPS: f64 = 1e-5;
 const LN_EPS: f64 = 1e-5;
@@ -262,13 +262,11 @@ impl Unet {
         let mut t = self.lin(&tokens, &tr.proj_in)?;
         for l in &tr.layers {
             let n = self.ln(&t, &l.norm1)?;
-            let qkv = self.lin(&n, &l.qkv)?.chunk(3, D::Minus1)?;
-            let a = attention(&qkv[0], &qkv[1], &qkv[2], self.cfg.heads as usize, &self.macs)?;
+            let a = self_attention(&self.lin(&n, &l.qkv)?, self.cfg.heads as usize, &self.macs)?;
             t = (&t + self.lin(&a, &l.out)?)?;
             // GEGLU (Shazeer 2020): value · GELU(gate), as diffusers' `GEGLU`.
             let n = self.ln(&t, &l.norm3)?;
-            let vg = self.lin(&n, &l.ff1)?.chunk(2, D::Minus1)?;
-            t = (&t + self.lin(&(&vg[0] * gelu_erf(&vg[1])?)?, &l.ff2)?)?;
+            t = (&t + self.lin(&geglu(&self.lin(&n, &l.ff1)?)?, &l.ff2)?)?;
         }
         let out = self.lin(&t, &tr.proj_out)?.reshape((bsz, h, w, ch))?.permute((0, 3, 1, 2))?;
         x + out
