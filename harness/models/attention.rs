@@ -84,7 +84,7 @@ impl Attention {
         let (qv, kt) = (self.head(nq, q_row), self.head(nk, kv_row).t());
         gemm_into(p, View::row_major(nq, nk), &q[o..], qv, &kv[k_at + o..], kt, false);
         let scale = T::from_f64(1.0 / (self.dh() as f64).sqrt());
-        wide(|| {
+        wide!(|| {
             for row in p.chunks_mut(nk) {
                 let m = row.iter().fold(row[0], |a, v| if *v > a { *v } else { a });
                 row.iter_mut().for_each(|v| *v = ((*v - m) * scale).fast_exp());
@@ -125,7 +125,7 @@ impl Attention {
             // dV = Pᵀ·dO, dP = dO·Vᵀ.
             gemm_into(&mut dkv[k_at + d + o..], kvv, &p, pv.t(), &dob[o..], dov, false);
             gemm_into(&mut ds, pv, &dob[o..], dov, &kvb[k_at + d + o..], kvv.t(), false);
-            wide(|| {
+            wide!(|| {
                 for (dsr, pr) in ds.chunks_mut(nk).zip(p.chunks(nk)) {
                     let dot = dsr.iter().zip(pr).fold(T::zero(), |a, (g, p)| a + *g * *p);
                     dsr.iter_mut().zip(pr).for_each(|(g, p)| *g = *p * (*g - dot) * scale);

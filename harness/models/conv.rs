@@ -91,7 +91,7 @@ impl Geometry {
         let (ho, wo) = self.out();
         let (_, wp) = self.padded();
         let (h, w, k, p, s) = (self.height, self.width, self.k, self.pad, self.stride);
-        wide(|| {
+        wide!(|| {
             for (xc, rows) in src.chunks(h * w).zip(dst.chunks_mut(k * k * ho * wo)) {
                 for (y, line) in xc.chunks(w).enumerate() {
                     copy(&mut plane[(y + p) * wp + p..][..w], line);
@@ -118,7 +118,7 @@ impl Geometry {
         let (ho, wo) = self.out();
         let (_, wp) = self.padded();
         let (h, w, k, p, s) = (self.height, self.width, self.k, self.pad, self.stride);
-        wide(|| {
+        wide!(|| {
             for (dc, rows) in dst.chunks_mut(h * w).zip(g.chunks(k * k * ho * wo)) {
                 plane.fill(T::zero());
                 for (t, row) in rows.chunks(ho * wo).enumerate() {

@@ -247,7 +247,7 @@ impl Geglu {
     fn forward<T: Float>(&self, x: &[T]) -> Vec<T> {
         let h = self.0;
         let mut out = vec![T::zero(); x.len() / 2];
-        wide(|| {
+        wide!(|| {
             for (o, row) in out.chunks_mut(h).zip(x.chunks(2 * h)) {
                 let (v, g) = row.split_at(h);
                 for ((o, v), g) in o.iter_mut().zip(v).zip(g) {
@@ -262,7 +262,7 @@ impl Geglu {
     fn backward<T: Float>(&self, x: &[T], dy: &[T]) -> Vec<T> {
         let h = self.0;
         let mut dx = vec![T::zero(); x.len()];
-        wide(|| {
+        wide!(|| {
             for ((d, row), dy) in dx.chunks_mut(2 * h).zip(x.chunks(2 * h)).zip(dy.chunks(h)) {
                 let (v, g) = row.split_at(h);
                 let (dv, dg) = d.split_at_mut(h);

@@ -67,7 +67,7 @@ impl LayerNorm {
             |(c, (yc, xc))| {
                 let g = c * self.chunk_rows() / rpg;
                 let (ag, bg) = (&a[g * d..(g + 1) * d], &b[g * d..(g + 1) * d]);
-                wide(|| {
+                wide!(|| {
                     for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
                         let (mean, rstd) = self.stats(xr);
                         for (((y, x), a), b) in yr.iter_mut().zip(xr).zip(ag).zip(bg) {
@@ -92,7 +92,7 @@ impl LayerNorm {
             .map(|(c, (dxc, (xc, dyc)))| {
                 let ag = &a[c * cr / rpg * d..(c * cr / rpg + 1) * d];
                 let (mut da, mut db) = (vec![T::zero(); d], vec![T::zero(); d]);
-                wide(|| {
+                wide!(|| {
                     for ((dxr, xr), dyr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(dyc.chunks(d)) {
                         let (mean, rstd) = self.stats(xr);
                         for ((((da, db), x), dy), dx) in

@@ -62,7 +62,7 @@ impl Norm {
         let (c, s) = (self.channels, self.positions);
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(ys, xs)| {
-            wide(|| {
+            wide!(|| {
                 let stats = self.stats(xs);
                 for (ch, (yc, xc)) in ys.chunks_mut(s).zip(xs.chunks(s)).enumerate() {
                     let (mean, rstd) = stats[ch / (c / self.groups)];
@@ -87,7 +87,7 @@ impl Norm {
             .par_chunks_mut(CHUNK * c * s)
             .zip(x.par_chunks(CHUNK * c * s).zip(dy.par_chunks(CHUNK * c * s)))
             .map(|(dxc, (xc, dyc))| {
-                wide(|| {
+                wide!(|| {
                     let (mut dg, mut db) = (vec![T::zero(); c], vec![T::zero(); c]);
                     for (dxs, (xs, dys)) in dxc.chunks_mut(c * s).zip(xc.chunks(c * s).zip(dyc.chunks(c * s))) {
                         let stats = self.stats(xs);

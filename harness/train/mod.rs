@@ -246,7 +246,7 @@ fn fused_cpu_update(
         let shape = var.shape().clone();
         let dev = var.device().clone();
         let (mut p, mut m, mut v, mut e) = (flat(var.as_tensor())?, flat(&opt.m[i])?, flat(&opt.v[i])?, flat(&ema[i])?);
-        crate::models::wide(|| {
+        crate::models::wide!(|| {
             for ((((p, m), v), e), g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(e.iter_mut()).zip(&g[i]) {
                 let gk = g * scale;
                 let mk = b1 * f64::from(*m) + (1.0 - b1) * gk;
