@@ -15,7 +15,7 @@
 //! splitting them with `chunk` would cost, per piece, a copy forward and, backward, candle's
 //! zero-padded `cat` plus an accumulation into a fresh zero tensor.
 
-use super::cpu_op::{contiguous, wide, zeros_with_room};
+use super::cpu_op::{dispatch, wide, zeros_with_room};
 use super::gelu::FastExp;
 use super::gemm::{gemm_into, View};
 use super::Result;
@@ -163,25 +163,6 @@ impl Attention {
         dq.extend(dkv);
         dq
     }
-}
-
-/// Runs `$f` on the contiguous f32 or f64 slices of the listed storages, all of one dtype.
-macro_rules! dispatch {
-    ($op:literal, |$($x:ident),+| $f:expr, $(($s:expr, $l:expr)),+) => {
-        match ($($s,)+) {
-            #[allow(unused_parens)]
-            ($(CpuStorage::F32($x),)+) => {
-                $(let $x = contiguous($x, $l, $op)?;)+
-                CpuStorage::F32($f)
-            }
-            #[allow(unused_parens)]
-            ($(CpuStorage::F64($x),)+) => {
-                $(let $x = contiguous($x, $l, $op)?;)+
-                CpuStorage::F64($f)
-            }
-            _ => candle_core::bail!("{}: f32 or f64 only, all inputs alike", $op),
-        }
-    };
 }
 
 impl CustomOp1 for Attention {

@@ -12,7 +12,7 @@
 //! shapes alone, so results are bitwise reproducible. The forward materialises the broadcast
 //! (one write, which the elementwise op after it would have paid as a strided read).
 
-use super::cpu_op::{contiguous, sum_by};
+use super::cpu_op::{dispatch, sum_by};
 use super::Result;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
@@ -126,11 +126,7 @@ impl CustomOp1 for Broadcast {
             out
         }
         let n = self.to.iter().product();
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(go(contiguous(v, l, "broadcast")?, &self.runs, n)),
-            CpuStorage::F64(v) => CpuStorage::F64(go(contiguous(v, l, "broadcast")?, &self.runs, n)),
-            _ => candle_core::bail!("broadcast: f32 or f64 only"),
-        };
+        let out = dispatch!("broadcast", |v| go(v, &self.runs, n), (s, l));
         Ok((out, Shape::from(self.to.clone())))
     }
 
@@ -151,11 +147,7 @@ impl CustomOp1 for SumBroadcast {
             reduce(g, runs, &mut out);
             out
         }
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(go(contiguous(v, l, "sum-broadcast")?, &self.runs, self.from)),
-            CpuStorage::F64(v) => CpuStorage::F64(go(contiguous(v, l, "sum-broadcast")?, &self.runs, self.from)),
-            _ => candle_core::bail!("sum-broadcast: f32 or f64 only"),
-        };
+        let out = dispatch!("sum-broadcast", |v| go(v, &self.runs, self.from), (s, l));
         Ok((out, Shape::from(self.from)))
     }
 }

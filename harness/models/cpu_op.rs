@@ -2,7 +2,7 @@
 //! slices out of candle's storages, and the dispatch over f32 and f64 that each op needs.
 
 use super::Result;
-use candle_core::{CpuStorage, Layout, WithDType};
+use candle_core::{Layout, WithDType};
 
 /// The elements of a contiguous layout; an error naming `op` otherwise.
 pub fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -12,29 +12,27 @@ pub fn contiguous<'a, T>(v: &'a [T], l: &Layout, op: &str) -> Result<&'a [T]> {
     }
 }
 
-/// Runs `f32s` or `f64s` on the contiguous slices of three f32 or three f64 storages.
-pub fn with3<F32, F64>(
-    op: &str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    (s3, l3): (&CpuStorage, &Layout),
-    f32s: F32,
-    f64s: F64,
-) -> Result<CpuStorage>
-where
-    F32: Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
-    F64: Fn(&[f64], &[f64], &[f64]) -> Vec<f64>,
-{
-    Ok(match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-            CpuStorage::F32(f32s(contiguous(a, l1, op)?, contiguous(b, l2, op)?, contiguous(c, l3, op)?))
+/// `$f` on the contiguous f32 or f64 slices of the listed (storage, layout) pairs, all of one
+/// dtype, each slice bound to its name: the CPU kernel of a custom op, written once for both
+/// precisions. An error naming `$op` for other dtypes or a strided input.
+macro_rules! dispatch {
+    ($op:literal, |$($x:ident),+| $f:expr, $(($s:expr, $l:expr)),+) => {
+        match ($($s,)+) {
+            #[allow(unused_parens)]
+            ($(candle_core::CpuStorage::F32($x),)+) => {
+                $(let $x = $crate::models::cpu_op::contiguous($x, $l, $op)?;)+
+                candle_core::CpuStorage::F32($f)
+            }
+            #[allow(unused_parens)]
+            ($(candle_core::CpuStorage::F64($x),)+) => {
+                $(let $x = $crate::models::cpu_op::contiguous($x, $l, $op)?;)+
+                candle_core::CpuStorage::F64($f)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 only, all inputs alike", $op),
         }
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-            CpuStorage::F64(f64s(contiguous(a, l1, op)?, contiguous(b, l2, op)?, contiguous(c, l3, op)?))
-        }
-        _ => candle_core::bail!("{op}: f32 or f64 only, all inputs alike"),
-    })
+    };
 }
+pub(crate) use dispatch;
 
 /// `CustomOp3::cpu_fwd` for an op whose kernel is written once for f32 and f64: `$kernel`, an
 /// expression over the three contiguous input slices (`|a, b, c|`), and `$shape`, the output
@@ -50,14 +48,7 @@ macro_rules! cpu_fwd3 {
             s3: &candle_core::CpuStorage,
             $l3: &candle_core::Layout,
         ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            let out = $crate::models::cpu_op::with3(
-                $name,
-                (s1, $l1),
-                (s2, $l2),
-                (s3, $l3),
-                |$a, $b, $c| $kernel,
-                |$a, $b, $c| $kernel,
-            )?;
+            let out = $crate::models::cpu_op::dispatch!($name, |$a, $b, $c| $kernel, (s1, $l1), (s2, $l2), (s3, $l3));
             Ok((out, $shape))
         }
     };

@@ -11,7 +11,7 @@
 //! vectorised (`cpu_op::map1`). f64 uses std's exp and libm's erf, so finite-difference tests
 //! see exact functions. On other devices the ops fall back to candle's.
 
-use super::cpu_op::{map1, map2, wide};
+use super::cpu_op::{dispatch, map1, map2, wide};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 const K: f64 = 0.797_884_560_802_865_4; // √(2/π)
@@ -187,13 +187,6 @@ fn grads<T: Float>(form: Form, xs: &[T], gs: &[T]) -> Vec<T> {
     }
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("gelu: the input must be contiguous"),
-    }
-}
-
 struct Gelu(Form);
 
 impl CustomOp1 for Gelu {
@@ -205,11 +198,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(values(self.0, contiguous::<f32>(s, l)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(values(self.0, contiguous::<f64>(s, l)?)),
-            _ => candle_core::bail!("gelu: f32 or f64 only"),
-        };
+        let out = dispatch!("gelu", |x| values(self.0, x), (s, l));
         Ok((out, l.shape().clone()))
     }
 
@@ -227,15 +216,7 @@ impl CustomOp2 for GeluGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(grads(self.0, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(grads(self.0, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?))
-            }
-            _ => candle_core::bail!("gelu backward: f32 or f64 only"),
-        };
+        let out = dispatch!("gelu backward", |x, g| grads(self.0, x, g), (s1, l1), (s2, l2));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -282,11 +263,7 @@ impl CustomOp1 for Geglu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward(contiguous::<f32>(s, l)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward(contiguous::<f64>(s, l)?)),
-            _ => candle_core::bail!("geglu: f32 or f64 only"),
-        };
+        let out = dispatch!("geglu", |x| self.forward(x), (s, l));
         let mut dims = l.dims().to_vec();
         *dims.last_mut().expect("checked in geglu()") = self.0;
         Ok((out, Shape::from(dims)))
@@ -307,15 +284,7 @@ impl CustomOp2 for GegluGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let op = Geglu(self.0);
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(op.backward(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(op.backward(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?))
-            }
-            _ => candle_core::bail!("geglu backward: f32 or f64 only"),
-        };
+        let out = dispatch!("geglu backward", |x, g| op.backward(x, g), (s1, l1), (s2, l2));
         Ok((out, l1.shape().clone()))
     }
 }
