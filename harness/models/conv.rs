@@ -383,4 +383,15 @@ mod tests {
         let loss = |t: &[Tensor]| (conv2d(&t[0], &w, None, 1, 2).unwrap() * &up).unwrap().sum_all().unwrap();
         check_gradients(&[x], loss, |_| vec![0, 6, 34, 69]);
     }
+
+    /// Stride 1, where the input gradient is the convolution of dY with the flipped kernel, and
+    /// the weight and bias gradients, against finite differences.
+    #[test]
+    fn gradients_match_finite_differences_at_stride_one() {
+        let mut r = Rng::new(6);
+        let ts = [randn(&[2, 2, 4, 5], &mut r), randn(&[3, 2, 3, 3], &mut r), randn(&[3], &mut r)];
+        let up = randn(&[2, 3, 4, 5], &mut r);
+        let loss = |t: &[Tensor]| (conv2d(&t[0], &t[1], Some(&t[2]), 1, 1).unwrap() * &up).unwrap().sum_all().unwrap();
+        check_gradients(&ts, loss, |n| vec![0, n / 3, n / 2, n - 1]);
+    }
 }
