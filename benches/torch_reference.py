@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The models of `benches/train_step.rs` in PyTorch, trained the same way, for a side-by-side
+"""The models of `benches/models/mod.rs` in PyTorch, trained the same way, for a side-by-side
 samples/s comparison with candle on the same machine.
 
     python3 benches/torch_reference.py --threads 1      # and --threads 2
