@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod models;
 pub mod report;
 pub mod run;
+pub mod seed;
 pub mod suite;
 pub mod train;
 

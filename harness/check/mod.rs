@@ -11,11 +11,24 @@
 //! then wrong.
 
 use crate::fit::{self, Estimate, Rows};
-use crate::run::experiment::ClaimData;
-use crate::run::seed::derive_seed;
+use crate::seed::derive_seed;
 use crate::suite::validate::{self, ColRef, Columns};
 use crate::suite::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A claim's values: per column, per row, the replicate values.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimData {
+    pub rows: Vec<String>,
+    pub measured: BTreeMap<String, Vec<Vec<f64>>>,
+    pub printed: BTreeMap<String, Vec<Option<f64>>>,
+    pub scalars: BTreeMap<String, f64>,
+    /// Values come from seeded replicates (trained or simulated), not from a paper's table:
+    /// intervals are then over seeds (`fit::interval`), and fewer than
+    /// `fit::interval::MIN_REPLICATES` seeds cannot decide a check.
+    pub seeded: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -25,6 +38,9 @@ pub enum Verdict {
     Skipped,
     Inconclusive,
     Fail,
+    /// A row shown for information (a table of optima, the sides of a comparison): it never
+    /// passes or fails anything, and a check's verdict ignores it.
+    Reported,
 }
 
 impl Verdict {
@@ -35,12 +51,14 @@ impl Verdict {
             Verdict::Skipped => "SKIPPED",
             Verdict::Inconclusive => "INCONCLUSIVE",
             Verdict::Fail => "FAIL",
+            Verdict::Reported => "REPORTED",
         }
     }
 
-    /// The verdict of several parts: any failure fails, then any doubt, then any erratum.
+    /// The verdict of several parts: any failure fails, then any doubt, then any erratum;
+    /// reported rows do not count.
     pub fn combine(vs: impl IntoIterator<Item = Verdict>) -> Verdict {
-        let vs: Vec<Verdict> = vs.into_iter().collect();
+        let vs: Vec<Verdict> = vs.into_iter().filter(|v| *v != Verdict::Reported).collect();
         for v in [Verdict::Fail, Verdict::Inconclusive, Verdict::Erratum] {
             if vs.contains(&v) {
                 return v;
@@ -102,6 +120,13 @@ pub struct RowOutcome {
     pub note: Option<String>,
 }
 
+impl RowOutcome {
+    /// A row shown for information only.
+    pub fn reported(row: String, measured: Estimate) -> Self {
+        RowOutcome { row, measured, expected: "reported".into(), verdict: Verdict::Reported, note: None }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CheckOutcome {
     pub check: String,
@@ -120,6 +145,7 @@ pub struct FitOutcome {
     pub y: String,
     pub exponent: Estimate,
     pub prefactor: Estimate,
+    #[serde(with = "crate::fit::json_float")]
     pub r2: f64,
     pub n: usize,
 }
@@ -175,6 +201,19 @@ impl Ctx<'_> {
         derive_seed(self.suite, self.claim, &format!("bootstrap/{what}"), 0)
     }
 
+    /// A statistic of aligned columns with its interval: over seeds (jackknife-t) for seeded
+    /// data, over rows (percentile bootstrap, seeded by `seed`) for a paper's own table.
+    fn interval<F>(&self, cols: &[&Rows], seed: u64, stat: F) -> Option<Estimate>
+    where
+        F: Fn(&[Rows]) -> Option<f64>,
+    {
+        if self.data.seeded {
+            fit::interval::jackknife_t(cols, self.boot.level, stat)
+        } else {
+            fit::bootstrap(cols, self.boot.resamples, self.boot.level, seed, stat)
+        }
+    }
+
     /// Rows (indices) where every named column has values, restricted to `only` if given.
     fn complete(&self, cols: &[&Vec<Option<Vec<f64>>>], only: Option<&Vec<String>>) -> Vec<usize> {
         (0..self.data.rows.len())
@@ -190,7 +229,7 @@ impl Ctx<'_> {
     /// The mean of one row's replicates, with a bootstrap interval when there are several.
     fn row_estimate(&self, values: &[f64], what: &str) -> Estimate {
         let rows: Rows = vec![values.to_vec()];
-        fit::bootstrap(&[&rows], self.boot.resamples, self.boot.level, self.seed(what), |c| Some(fit::mean(&c[0][0])))
+        self.interval(&[&rows], self.seed(what), |c| Some(fit::mean(&c[0][0])))
             .unwrap_or(Estimate::exact(fit::mean(values)))
     }
 }
@@ -226,7 +265,7 @@ fn apply_errata(rows: &mut [RowOutcome], errata: &[Erratum]) {
 }
 
 fn rows_verdict(rows: &[RowOutcome]) -> (Verdict, Option<String>) {
-    if rows.is_empty() {
+    if rows.iter().all(|r| r.verdict == Verdict::Reported) {
         return (Verdict::Fail, Some("no row had the values this check needs".into()));
     }
     (Verdict::combine(rows.iter().map(|r| r.verdict)), None)
@@ -331,11 +370,12 @@ fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, Stri
         // The step's relative change in the claimed direction must exceed the floor.
         let floor = m.min_relative_change;
         let seed = ctx.seed(&format!("check{i}/step{k}"));
-        let est = fit::bootstrap(&[&pair], ctx.boot.resamples, ctx.boot.level, seed, |c| {
-            let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[0][1]));
-            Some(sign * (b - a) / a.abs().max(1e-300))
-        })
-        .expect("defined");
+        let est = ctx
+            .interval(&[&pair], seed, |c| {
+                let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[0][1]));
+                Some(sign * (b - a) / a.abs().max(1e-300))
+            })
+            .expect("defined");
         let shifted =
             Estimate { value: est.value - floor, lo: est.lo.map(|v| v - floor), hi: est.hi.map(|v| v - floor) };
         rows.push(RowOutcome {
@@ -381,9 +421,8 @@ fn correlation(ctx: &Ctx, c: &CorrelationCheck, i: usize) -> Result<CheckOutcome
     let idx = ctx.complete(&[&xs, &ys], None);
     let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
     let f = rank(c.method);
-    let est = fit::bootstrap(&[&x, &y], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
-        f(&fit::row_means(&c[0]), &fit::row_means(&c[1]))
-    });
+    let est =
+        ctx.interval(&[&x, &y], ctx.seed(&format!("check{i}")), |c| f(&fit::row_means(&c[0]), &fit::row_means(&c[1])));
     let name = if c.method == RankMethod::Spearman { "ρ" } else { "τ" };
     let check = format!("{name}({}, {}) {}", c.x, c.y, band_text(c.min, c.max));
     Ok(single(check, est, c.min, c.max, "correlation undefined (a constant column or too few rows)".into()))
@@ -394,7 +433,7 @@ fn ranks_better(ctx: &Ctx, c: &RanksBetterCheck, i: usize) -> Result<CheckOutcom
     let idx = ctx.complete(&[&ys, &bs, &ts], None);
     let (y, b, t) = (Ctx::pick(&ys, &idx), Ctx::pick(&bs, &idx), Ctx::pick(&ts, &idx));
     let f = rank(c.method);
-    let est = fit::bootstrap(&[&y, &b, &t], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+    let est = ctx.interval(&[&y, &b, &t], ctx.seed(&format!("check{i}")), |c| {
         let (y, b, t) = (fit::row_means(&c[0]), fit::row_means(&c[1]), fit::row_means(&c[2]));
         Some(f(&b, &y)?.abs() - f(&t, &y)?.abs())
     });
@@ -417,7 +456,7 @@ fn crossover(ctx: &Ctx, c: &CrossoverCheck, i: usize) -> Result<CheckOutcome, St
     let (xs, a, b) = (ctx.rows(&c.x)?, ctx.rows(&c.a)?, ctx.rows(&c.b)?);
     let idx = ctx.complete(&[&xs, &a, &b], None);
     let (x, a, b) = (Ctx::pick(&xs, &idx), Ctx::pick(&a, &idx), Ctx::pick(&b, &idx));
-    let est = fit::bootstrap(&[&x, &a, &b], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+    let est = ctx.interval(&[&x, &a, &b], ctx.seed(&format!("check{i}")), |c| {
         let (a, b) = (fit::row_means(&c[1]), fit::row_means(&c[2]));
         // The sign of a − b, interpolated as ln a − ln b when both are positive: that is linear
         // in ln x for power laws (and on the papers' log-log axes), where a − b is not.
@@ -434,7 +473,7 @@ fn exponent(ctx: &Ctx, c: &ExponentCheck, i: usize) -> Result<CheckOutcome, Stri
     let (xs, ys) = (ctx.rows(&c.x)?, ctx.rows(&c.y)?);
     let idx = ctx.complete(&[&xs, &ys], None);
     let (x, y) = (Ctx::pick(&xs, &idx), Ctx::pick(&ys, &idx));
-    let est = fit::bootstrap(&[&x, &y], ctx.boot.resamples, ctx.boot.level, ctx.seed(&format!("check{i}")), |c| {
+    let est = ctx.interval(&[&x, &y], ctx.seed(&format!("check{i}")), |c| {
         fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| p.exponent)
     });
     let check = format!("exponent of {} against {} {}", c.y, c.x, band_text(c.min, c.max));
@@ -447,14 +486,16 @@ fn ratio(ctx: &Ctx, c: &RatioCheck, i: usize) -> Result<CheckOutcome, String> {
     for r in ctx.complete(&[&num, &den], c.rows.as_ref()) {
         let pair: Vec<Rows> = vec![vec![num[r].clone().expect("complete")], vec![den[r].clone().expect("complete")]];
         let seed = ctx.seed(&format!("check{i}/{}", ctx.data.rows[r]));
-        let est = fit::bootstrap(&[&pair[0], &pair[1]], ctx.boot.resamples, ctx.boot.level, seed, |c| {
-            Some(fit::mean(&c[0][0]) / fit::mean(&c[1][0]))
-        })
-        .expect("defined");
+        let est = ctx
+            .interval(&[&pair[0], &pair[1]], seed, |c| Some(fit::mean(&c[0][0]) / fit::mean(&c[1][0])))
+            .expect("defined");
         rows.push(band_row(&ctx.data.rows[r], est, c.min, c.max));
     }
     let (verdict, note) = rows_verdict(&rows);
-    let measured = if rows.len() == 1 { Some(rows[0].measured) } else { None };
+    // The headline is the row nearest to (or furthest outside) the band, as for `band`.
+    let margin =
+        |e: &Estimate| (e.value - c.min.unwrap_or(f64::NEG_INFINITY)).min(c.max.unwrap_or(f64::INFINITY) - e.value);
+    let measured = rows.iter().map(|r| r.measured).min_by(|a, b| margin(a).total_cmp(&margin(b)));
     Ok(CheckOutcome {
         check: format!("mean {} / mean {} {}", c.num, c.den, band_text(c.min, c.max)),
         verdict,
@@ -491,10 +532,9 @@ fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String
     let (xm, ym, gm) = means(&[x.clone(), y.clone(), g.clone()]);
     let groups: Vec<f64> = optima(&xm, &ym, &gm).into_iter().map(|(gv, _)| gv).collect();
     let x_max = xm.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (boot, level) = (ctx.boot.resamples, ctx.boot.level);
     let mut rows = vec![];
     for (k, gv) in groups.iter().enumerate() {
-        let est = fit::bootstrap(&cols, boot, level, ctx.seed(&format!("check{i}/group{k}")), |c| {
+        let est = ctx.interval(&cols, ctx.seed(&format!("check{i}/group{k}")), |c| {
             let (xm, ym, gm) = means(c);
             optima(&xm, &ym, &gm).get(k).and_then(|o| o.1).map(f64::exp)
         });
@@ -509,16 +549,10 @@ fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String
             }
             rows.push(r);
         } else {
-            rows.push(RowOutcome {
-                row: label,
-                measured: est,
-                expected: "reported".into(),
-                verdict: Verdict::Pass,
-                note: None,
-            });
+            rows.push(RowOutcome::reported(label, est));
         }
     }
-    let est = fit::bootstrap(&cols, boot, level, ctx.seed(&format!("check{i}")), |c| {
+    let est = ctx.interval(&cols, ctx.seed(&format!("check{i}")), |c| {
         let (xm, ym, gm) = means(c);
         let o: Vec<(f64, f64)> = optima(&xm, &ym, &gm).into_iter().filter_map(|(g, u)| Some((g.ln(), u?))).collect();
         (o.len() == groups.len() && o.len() >= 2)
@@ -533,10 +567,31 @@ fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String
         });
         Verdict::combine(above.into_iter().chain([band_verdict(e, None, c.max)]))
     };
-    let (verdict, note) = match &est {
+    let (mut verdict, mut note) = match &est {
         Some(e) => (verdict_of(e), None),
         None => (Verdict::Fail, Some("needs two groups, each with three sizes and positive values".into())),
     };
+    // An optimum on the edge of the size grid is only a bound: the slope through it is not
+    // measured, so the check cannot decide, whichever way the slope points.
+    let edges: Vec<String> = optima(&xm, &ym, &gm)
+        .into_iter()
+        .filter(|(gv, u)| {
+            let ln_x: Vec<f64> =
+                (0..gm.len()).filter(|j| (gm[*j] - gv).abs() <= 1e-9 * gv.abs()).map(|j| xm[j].ln()).collect();
+            let (lo, hi) = ln_x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+            u.is_some_and(|u| (u - lo).abs() < 1e-9 || (u - hi).abs() < 1e-9)
+        })
+        .map(|(gv, _)| fit::fmt_num(gv))
+        .collect();
+    if !edges.is_empty() && est.is_some() {
+        verdict = Verdict::Inconclusive;
+        note = Some(format!(
+            "the optimal {} at {} = {} lies on the edge of the size grid: only a bound; sizes beyond it would decide",
+            c.x,
+            c.group,
+            edges.join(", ")
+        ));
+    }
     Ok(CheckOutcome {
         check: format!(
             "optimal {} ∝ {}^a (parabola in ln {} per {}), a {}",
@@ -546,7 +601,11 @@ fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String
             c.group,
             band_text(c.min, c.max)
         ),
-        verdict: Verdict::combine(std::iter::once(verdict).chain(rows.first().map(|r| r.verdict))),
+        verdict: if note.is_some() && verdict == Verdict::Inconclusive {
+            verdict
+        } else {
+            Verdict::combine(std::iter::once(verdict).chain(rows.first().map(|r| r.verdict)))
+        },
         measured: est,
         expected: band_text(c.min, c.max),
         rows,
@@ -567,11 +626,12 @@ fn ordered(ctx: &Ctx, o: &OrderedCheck, i: usize) -> Result<CheckOutcome, String
             // The relative gap, positive when the pair is in the claimed order; replicates share
             // their noise bank, so the bootstrap resamples them in pairs.
             let seed = ctx.seed(&format!("check{i}/{}/{j}", ctx.data.rows[r]));
-            let est = fit::bootstrap(&[&pair[0], &pair[1]], ctx.boot.resamples, ctx.boot.level, seed, |c| {
-                let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[1][0]));
-                Some(sign * (a - b) / b.abs().max(1e-300))
-            })
-            .expect("defined");
+            let est = ctx
+                .interval(&[&pair[0], &pair[1]], seed, |c| {
+                    let (a, b) = (fit::mean(&c[0][0]), fit::mean(&c[1][0]));
+                    Some(sign * (a - b) / b.abs().max(1e-300))
+                })
+                .expect("defined");
             let verdict = positive_verdict(&est);
             if worst.is_none_or(|w| est.lo_or_value() < w.lo_or_value()) {
                 worst = Some(est);
@@ -607,11 +667,10 @@ pub fn fit_claim(ctx: &Ctx, spec: &FitSpec) -> Result<Option<FitOutcome>, String
     let stat = |which: fn(&fit::PowerLaw) -> f64| {
         move |c: &[Rows]| fit::power_law(&fit::row_means(&c[0]), &fit::row_means(&c[1])).map(|p| which(&p))
     };
-    let (b, r) = (ctx.boot.resamples, ctx.boot.level);
-    let Some(exponent) = fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.exponent)) else {
+    let Some(exponent) = ctx.interval(&[&x, &y], seed, stat(|p| p.exponent)) else {
         return Ok(None);
     };
-    let prefactor = fit::bootstrap(&[&x, &y], b, r, seed, stat(|p| p.prefactor)).expect("same data");
+    let prefactor = ctx.interval(&[&x, &y], seed, stat(|p| p.prefactor)).expect("same data");
     let r2 = fit::power_law(&fit::row_means(&x), &fit::row_means(&y)).map(|p| p.r2).unwrap_or(f64::NAN);
     Ok(Some(FitOutcome {
         x: spec.power_law.x.clone(),
@@ -651,7 +710,7 @@ pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
     })
 }
 
-pub mod claim;
+pub mod coverage;
 pub mod sampling;
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ fn data(rows: &[&str], measured: &[(&str, Vec<Vec<f64>>)], printed: &[(&str, Vec
         d.printed.insert(k.to_string(), v.clone());
         cols.printed.insert(k.to_string());
     }
+    // Replicated values are seeds (intervals over seeds); single values a paper's table.
+    d.seeded = measured.iter().any(|(_, v)| v.iter().any(|r| r.len() > 1));
     Data { data: d, cols }
 }
 
@@ -35,7 +37,7 @@ fn exact(v: &[f64]) -> Vec<Vec<f64>> {
 }
 
 fn noisy(v: &[f64], sd: f64, n: usize, seed: u64) -> Vec<Vec<f64>> {
-    let mut r = crate::run::seed::Rng::new(seed);
+    let mut r = crate::seed::Rng::new(seed);
     v.iter().map(|m| (0..n).map(|_| m + sd * r.normal()).collect()).collect()
 }
 
@@ -264,7 +266,7 @@ fn optimum_recovers_a_growing_optimal_size_and_shuffled_sizes_fail() {
     let groups = [1.0, 10.0, 100.0, 1000.0];
     let mut rows = vec![];
     let (mut x, mut g, mut y) = (vec![], vec![], vec![]);
-    let mut r = crate::run::seed::Rng::new(3);
+    let mut r = crate::seed::Rng::new(3);
     for gv in groups {
         let opt = 2.0 * f64::powf(gv, 0.3);
         for s in sizes {
@@ -295,7 +297,7 @@ type Columns3 = Vec<(&'static str, Vec<Vec<f64>>)>;
 fn cost_grid(a: &[f64]) -> (Vec<String>, Columns3) {
     let (sizes, rel, floors) = ([1.0, 4.0, 16.0], [1.0 / 16.0, 0.25, 1.0], [0.3, 0.2, 0.1]);
     let steps = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
-    let mut r = crate::run::seed::Rng::new(5);
+    let mut r = crate::seed::Rng::new(5);
     let (mut rows, mut cost, mut y, mut size) = (vec![], vec![], vec![], vec![]);
     for m in 0..3 {
         for n in steps {
@@ -363,7 +365,7 @@ fn equal_cost_compares_against_the_distilled_row_and_a_worse_small_model_fails()
 #[test]
 fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
     let grid = |moving: bool| {
-        let mut r = crate::run::seed::Rng::new(9);
+        let mut r = crate::seed::Rng::new(9);
         let (mut rows, mut w, mut y, mut n, mut s) = (vec![], vec![], vec![], vec![], vec![]);
         for size in [1.0, 2.0] {
             for steps in [4.0, 32.0] {
@@ -403,7 +405,7 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
 fn gap_sees_a_widening_gap_and_a_shrinking_one_fails() {
     // Pairs (naive, deferred) at three mask ratios: naive worse by 10%, 30%, 60% (or shrinking).
     let pairs = |gaps: [f64; 3]| {
-        let mut r = crate::run::seed::Rng::new(4);
+        let mut r = crate::seed::Rng::new(4);
         let (mut rows, mut y) = (vec![], vec![]);
         for (m, g) in gaps.iter().enumerate() {
             rows.push(format!("naive {m}"));
@@ -427,4 +429,121 @@ fn gap_sees_a_widening_gap_and_a_shrinking_one_fails() {
     let (rows, y) = pairs([0.6, 0.3, 0.1]);
     let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
     assert_eq!(run(&data(&labels, &[("y", y)], &[]), chk).verdict, Verdict::Fail);
+}
+
+#[test]
+fn ordered_passes_and_a_swapped_pair_fails() {
+    let rows = ["steps=8", "steps=16"];
+    let chk = Check::Ordered(OrderedCheck {
+        x: None,
+        columns: vec!["ddpm".into(), "ddim".into(), "dpmpp".into()],
+        direction: Direction::Decreasing,
+        rows: None,
+    });
+    let good = data(
+        &rows,
+        &[
+            ("ddpm", noisy(&[3.0, 2.5], 0.02, 3, 1)),
+            ("ddim", noisy(&[2.0, 1.8], 0.02, 3, 2)),
+            ("dpmpp", noisy(&[1.0, 1.2], 0.02, 3, 3)),
+        ],
+        &[],
+    );
+    let o = run(&good, chk.clone());
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    assert_eq!(o.rows.len(), 4);
+    // Negative control: DDIM and DPM-Solver++ swapped in one row.
+    let swapped = data(
+        &rows,
+        &[
+            ("ddpm", noisy(&[3.0, 2.5], 0.02, 3, 1)),
+            ("ddim", noisy(&[2.0, 1.0], 0.02, 3, 2)),
+            ("dpmpp", noisy(&[1.0, 1.8], 0.02, 3, 3)),
+        ],
+        &[],
+    );
+    let o = run(&swapped, chk);
+    assert_eq!(o.verdict, Verdict::Fail, "{o:?}");
+    assert_eq!(o.rows.iter().filter(|r| r.verdict == Verdict::Fail).count(), 1);
+}
+
+#[test]
+fn ratio_passes_a_planted_gain_and_fails_without_it() {
+    let rows = ["small", "large"];
+    let chk =
+        |max| Check::Ratio(RatioCheck { num: "pd".into(), den: "ddim".into(), min: None, max: Some(max), rows: None });
+    // The student is 30% better than its teacher in every row.
+    let d = data(&rows, &[("pd", noisy(&[0.7, 1.4], 0.01, 3, 4)), ("ddim", noisy(&[1.0, 2.0], 0.01, 3, 5))], &[]);
+    let o = run(&d, chk(0.95));
+    assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
+    // Several rows: the headline is the row nearest the band's edge, never "no value".
+    assert!(o.measured.is_some_and(|m| (m.value - 0.7).abs() < 0.02), "{o:?}");
+    // Negative control: a student no better than its teacher.
+    let same = data(&rows, &[("pd", noisy(&[1.0, 2.0], 0.01, 3, 4)), ("ddim", noisy(&[1.0, 2.0], 0.01, 3, 5))], &[]);
+    assert_eq!(run(&same, chk(0.95)).verdict, Verdict::Fail);
+}
+
+#[test]
+fn gap_of_the_wrong_sign_fails_even_when_it_grows() {
+    // Naive beats deferred by 56%, 43%, 35%: the "gap" (naive − deferred)/deferred grows from
+    // −0.56 towards 0, but the claim (deferred better) is false in every pair.
+    let mut r = crate::seed::Rng::new(8);
+    let (mut rows, mut y) = (vec![], vec![]);
+    for (m, g) in [0.56, 0.43, 0.35].iter().enumerate() {
+        rows.push(format!("naive {m}"));
+        y.push((0..3).map(|_| (1.0 - g) * (1.0 + 0.01 * r.normal())).collect::<Vec<f64>>());
+        rows.push(format!("deferred {m}"));
+        y.push((0..3).map(|_| 1.0 + 0.01 * r.normal()).collect());
+    }
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let chk = Check::Gap(GapCheck {
+        y: "y".into(),
+        pairs: (0..3).map(|m| [format!("naive {m}"), format!("deferred {m}")]).collect(),
+        direction: Direction::Increasing,
+    });
+    let o = run(&data(&labels, &[("y", y)], &[]), chk);
+    assert_eq!(o.verdict, Verdict::Fail, "{o:?}");
+    assert!(o.rows[..3].iter().all(|r| r.verdict == Verdict::Fail), "{o:?}");
+}
+
+#[test]
+fn reported_rows_never_pass_and_do_not_decide() {
+    assert_eq!(Verdict::combine([Verdict::Reported, Verdict::Pass]), Verdict::Pass);
+    assert_eq!(Verdict::combine([Verdict::Reported, Verdict::Fail]), Verdict::Fail);
+    let r = RowOutcome::reported("w* at size = 1".into(), Estimate::exact(2.0));
+    assert_eq!((r.verdict, r.verdict.label()), (Verdict::Reported, "REPORTED"));
+    // A check whose rows are all reported has decided nothing.
+    assert_eq!(rows_verdict(&[r]).0, Verdict::Fail);
+}
+
+#[test]
+fn too_few_seeds_cannot_decide() {
+    // Two seeds of a clearly planted effect: the interval is the whole line, INCONCLUSIVE.
+    let rows = ["a"];
+    let d = data(&rows, &[("pd", vec![vec![0.5, 0.5001]]), ("ddim", vec![vec![1.0, 1.0001]])], &[]);
+    let chk = Check::Ratio(RatioCheck { num: "pd".into(), den: "ddim".into(), min: None, max: Some(0.95), rows: None });
+    assert_eq!(run(&d, chk).verdict, Verdict::Inconclusive);
+}
+
+#[test]
+fn an_optimum_on_the_grid_edge_is_inconclusive() {
+    // x*(g) grows past the largest size at the top budget: that optimum is only a bound.
+    let sizes = [1.0, 2.0, 4.0, 8.0];
+    let (mut rows, mut x, mut g, mut y) = (vec![], vec![], vec![], vec![]);
+    for gv in [1.0, 10.0, 100.0] {
+        let opt = 2.0 * f64::powf(gv, 0.6);
+        for s in sizes {
+            rows.push(format!("{s}@{gv}"));
+            x.push(vec![s; 3]);
+            g.push(vec![gv; 3]);
+            y.push(vec![((f64::ln(s / opt)).powi(2) / 4.0).exp(); 3]);
+        }
+    }
+    let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+    let d = data(&labels, &[("x", x), ("y", y), ("g", g)], &[]);
+    let chk =
+        Check::Optimum(OptimumCheck { x: "x".into(), y: "y".into(), group: "g".into(), min: Some(0.0), max: None });
+    let o = run(&d, chk);
+    assert_eq!(o.verdict, Verdict::Inconclusive, "{o:?}");
+    assert!(o.note.as_deref().is_some_and(|n| n.contains("edge")), "{o:?}");
 }

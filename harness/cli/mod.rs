@@ -3,9 +3,9 @@
 mod fd;
 mod flops;
 
-use crate::check::claim::{judge, ClaimResult};
 use crate::check::Verdict;
 use crate::report::{self, compare, Summary};
+use crate::run::judge::{judge, ClaimResult};
 use crate::run::record::{write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
 use crate::run::{self, Manifest, Progress, ResolvedClaim, Shard};
 use crate::suite::{self, Plan, Profile};
@@ -263,7 +263,12 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
         if !ok {
             return Err(usage(format!("--device takes cpu or cuda:N, not `{device}`")));
         }
-        return Err(usage("this build of diffscale has no CUDA support; every current claim runs on --device cpu"));
+        return Err(usage(if cfg!(feature = "cuda") {
+            "the runner does not train claims on a GPU yet (this build's CUDA path is checked by tests/cuda.rs only); run with --device cpu"
+        } else {
+            "this build of diffscale has no CUDA support: build it with `--features cuda` (README, \"CUDA build\"); \
+             the runner itself does not train claims on a GPU yet, so run with --device cpu"
+        }));
     }
     if seeds == Some(0) {
         return Err(usage("--seeds must be at least 1"));

@@ -10,7 +10,7 @@
 //! A class label restricts the sums to that class's components. Cost: O(K·d) per sample.
 
 use crate::diffusion::{Model, PredictionType, Time};
-use crate::run::seed::{substream, Rng};
+use crate::seed::{substream, Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ pub mod user;
 pub use gmm::{Gmm, GmmSpec};
 pub use templates::TemplateSpec;
 
-use crate::run::seed::{substream, Rng};
+use crate::seed::{substream, Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,28 +1,32 @@
 //! Fits and statistics, with the method next to the code.
 //!
 //! Data arrive as rows (a model, a step count, an x value), each with one value per replicate
-//! (seed). Intervals come from the percentile bootstrap:
+//! (seed). Two kinds of interval:
 //!
-//! * With several replicates per row, we resample replicates *within* each row (a stratified
-//!   bootstrap): the design (which x values were run) is fixed by the experiment, the noise is
-//!   in the seeds. Replicate r of every column shares its seeds (and noise bank), so the same
-//!   replicate indices are drawn for all columns of a row: a paired bootstrap.
-//! * With one value per row (a paper's own table), the only variation left is which rows were
-//!   published, so we resample rows with replacement. Resamples that make a statistic
-//!   undefined (all x equal) are dropped and counted.
-//!
-//! The interval is [q(α/2), q(1−α/2)] of the resampled statistic. Every resample is drawn
-//! from an RNG seeded by (suite, claim, check), so intervals are reproducible bit for bit.
+//! * Seeded data (trained models, simulations): the design (which x values were run) is fixed
+//!   by the experiment, the noise is in the seeds. Intervals are the delete-one-seed jackknife
+//!   with Student-t quantiles ([`interval`]), whose coverage at 3–8 seeds the harness measures
+//!   itself (`calibration/interval-coverage`). A percentile bootstrap of 3 seeds returns about
+//!   [min, max] and covers ~75%, so it is never used on seeds.
+//! * One value per row (a paper's own table): the only variation left is which rows were
+//!   published, so [`bootstrap`] resamples rows with replacement. Resamples that make a
+//!   statistic undefined (all x equal) are dropped and counted. The interval is
+//!   [q(α/2), q(1−α/2)] of the resampled statistic, drawn from an RNG seeded by (suite,
+//!   claim, check), so it is reproducible bit for bit.
 
-use crate::run::seed::Rng;
+pub mod interval;
+pub mod json_float;
+
+use crate::seed::Rng;
 
 /// A point estimate with an optional interval.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
+    #[serde(with = "json_float")]
     pub value: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_float::option")]
     pub lo: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "json_float::option")]
     pub hi: Option<f64>,
 }
 

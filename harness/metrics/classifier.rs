@@ -8,7 +8,7 @@
 //! hashed; every result computed in these features records the hash.
 
 use crate::data::TemplateSpec;
-use crate::run::seed::{substream, Rng};
+use crate::seed::{substream, Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

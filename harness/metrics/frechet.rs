@@ -149,7 +149,7 @@ pub fn fd_infinity_to(gen: &[f64], d: usize, mu: &[f64], sigma: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
 
     #[test]
     fn closed_form_for_isotropic_gaussians() {

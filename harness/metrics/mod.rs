@@ -8,7 +8,7 @@ pub mod frechet;
 pub use frechet::{fd_infinity, fd_infinity_to, frechet_distance, frechet_from_samples, moments};
 
 use crate::data::Gmm;
-use crate::run::seed::Rng;
+use crate::seed::Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

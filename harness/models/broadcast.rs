@@ -156,7 +156,7 @@ impl CustomOp1 for SumBroadcast {
 mod tests {
     use super::*;
     use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
     use candle_core::{Device, Var};
 
     /// Values and gradients equal candle's `broadcast_as` for the shapes the models use.

@@ -349,7 +349,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, pad: usize, stride:
 mod tests {
     use super::*;
     use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
     use candle_core::Var;
 
     #[test]

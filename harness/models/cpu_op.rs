@@ -164,7 +164,7 @@ pub fn dot_by<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
 
 #[cfg(test)]
 pub mod testing {
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
     use candle_core::{Device, Tensor, Var};
 
     /// A tensor of standard normal f64 draws.

@@ -18,7 +18,7 @@ use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::dit::{DitBlock, DitConfig};
 use crate::compute::ModelConfig;
 use crate::diffusion::PredictionType;
-use crate::run::seed::Rng;
+use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 
 /// Width of the sinusoidal timestep features (DiT's `frequency_embedding_size`).
@@ -283,7 +283,7 @@ impl Dit {
         let (tokens, kept) = (self.cfg.tokens() as usize, self.cfg.kept_tokens() as usize);
         (0..rows)
             .map(|r| {
-                let mut rng = Rng::new(crate::run::seed::substream(seed, r as u64));
+                let mut rng = Rng::new(crate::seed::substream(seed, r as u64));
                 let mut order: Vec<usize> = (0..tokens).collect();
                 for i in 0..kept {
                     let j = i + rng.below(tokens - i);

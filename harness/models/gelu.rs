@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn geglu_is_the_composition() {
         use crate::models::cpu_op::testing::{check_gradients, randn};
-        let mut r = crate::run::seed::Rng::new(42);
+        let mut r = crate::seed::Rng::new(42);
         let x =
             Var::from_tensor(&(randn(&[2, 3, 10], &mut r) * 2.0).unwrap().to_dtype(candle_core::DType::F32).unwrap())
                 .unwrap();
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         use crate::models::cpu_op::testing::{check_gradients, randn};
-        let mut r = crate::run::seed::Rng::new(41);
+        let mut r = crate::seed::Rng::new(41);
         let x = (randn(&[64], &mut r) * 3.0).unwrap();
         let up = randn(&[64], &mut r);
         for f in [gelu, gelu_erf] {

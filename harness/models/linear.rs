@@ -111,7 +111,7 @@ impl CustomOp3 for LinearGrad {
 mod tests {
     use super::*;
     use crate::models::cpu_op::testing::{check_gradients, randn};
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
     use candle_core::{DType, Var};
 
     /// The values and gradients of x·W + b composed from candle's matmul and broadcast add,

@@ -3,7 +3,7 @@
 use super::{linear, timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{MlpConfig, ModelConfig};
 use crate::diffusion::PredictionType;
-use crate::run::seed::Rng;
+use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 
 pub struct Mlp {

@@ -41,7 +41,7 @@ pub mod unet;
 
 use crate::compute::ModelConfig;
 use crate::diffusion::{Model, PredictionType, Time};
-use crate::run::seed::Rng;
+use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 use std::sync::atomic::{AtomicU64, Ordering};
 

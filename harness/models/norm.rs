@@ -189,7 +189,7 @@ mod tests {
     use super::*;
     use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::models::layers;
-    use crate::run::seed::Rng;
+    use crate::seed::Rng;
     use candle_core::Var;
 
     /// Values and all three gradients equal the composition of candle primitives.

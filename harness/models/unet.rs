@@ -15,7 +15,7 @@ use super::norm::group_norm;
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{ModelConfig, UnetConfig};
 use crate::diffusion::PredictionType;
-use crate::run::seed::Rng;
+use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 
 const GN_EPS: f64 = 1e-5;

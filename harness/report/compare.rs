@@ -18,7 +18,7 @@ pub struct Finding {
 
 fn rank(v: Verdict) -> u8 {
     match v {
-        Verdict::Pass | Verdict::Erratum => 0,
+        Verdict::Pass | Verdict::Erratum | Verdict::Reported => 0,
         Verdict::Skipped => 1,
         Verdict::Inconclusive => 2,
         Verdict::Fail => 3,

@@ -4,10 +4,10 @@
 //! crossover between two series, printed-versus-recomputed values for a `within` check, or
 //! row values against a band. The title names the claim and the subtitle the data shown.
 
-use crate::check::claim::{claim_data, ClaimResult};
 use crate::check::Verdict;
 use crate::fit::{self, mean};
 use crate::run::experiment::ClaimData;
+use crate::run::judge::{claim_data, ClaimResult};
 use crate::run::record::CaseRecord;
 use crate::run::{Manifest, ResolvedClaim};
 use crate::suite::Check;
@@ -66,7 +66,7 @@ pub enum Plot {
     Heat(super::sweep_figures::Heat),
 }
 
-/// Per row: the mean and, with replicates, a normal 95% interval of the mean.
+/// Per row: the mean and, with 3 or more seeds, its 95% Student-t interval.
 pub(super) type RowPoints = Vec<Option<(f64, Option<(f64, f64)>)>>;
 
 pub(super) fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
@@ -79,13 +79,14 @@ pub(super) fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
         rows.into_iter()
             .map(|r| {
                 r.map(|v| {
-                    let m = mean(&v);
-                    let spread = (v.len() > 1).then(|| {
-                        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-                        let se = sd / (v.len() as f64).sqrt();
-                        (m - 1.96 * se, m + 1.96 * se)
-                    });
-                    (m, spread)
+                    // The interval the checks use for a row's mean (Student-t over seeds); none
+                    // drawn below the seeds that can decide.
+                    let rows: fit::Rows = vec![v.clone()];
+                    let e = fit::interval::jackknife_t(&[&rows], 0.95, |c| Some(mean(&c[0][0])));
+                    let spread = e
+                        .and_then(|e| Some((e.lo?, e.hi?)))
+                        .filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo < hi);
+                    (mean(&v), spread)
                 })
             })
             .collect(),

@@ -4,9 +4,9 @@ pub mod compare;
 pub mod figures;
 mod sweep_figures;
 
-use crate::check::claim::ClaimResult;
 use crate::check::Verdict;
 use crate::fit::fmt_num;
+use crate::run::judge::ClaimResult;
 use crate::run::record::{write_atomic, write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
 use crate::run::Manifest;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,10 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+fn has_interval(c: &crate::check::CheckOutcome) -> bool {
+    c.measured.is_some_and(|m| m.lo.is_some()) || c.rows.iter().any(|r| r.measured.lo.is_some())
+}
+
 pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# diffscale report: profile `{}`\n", summary.profile);
@@ -78,7 +82,9 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
         s,
         "Verdicts: PASS (the interval lies inside the band), FAIL (wholly outside), INCONCLUSIVE (it straddles an edge), \
          ERRATUM (the paper's printed numbers disagree with themselves or with the recomputation, as the suite predicts), \
-         SKIPPED (not run in this profile). \"Measured\" is the first check's value: for `within` checks, the worst \
+         SKIPPED (not run in this profile); a REPORTED row is shown for information and decides nothing. Intervals over \
+         seeds are jackknife-t intervals (fewer than 3 seeds cannot decide: the whole line); their coverage is measured \
+         by `calibration/interval-coverage`. \"Measured\" is the first check's value: for `within` checks, the worst \
          row's |measured − printed| / tolerance (≤ 1 passes).\n"
     );
     let _ = writeln!(s, "| id | claim | source | expected | measured [interval] | verdict |");
@@ -100,6 +106,11 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
         let _ = writeln!(s, "{} ({})\n", c.claim, c.source);
         if let Some(r) = &c.reason {
             let _ = writeln!(s, "> {}\n", md_cell(r));
+        }
+        if let Some(m) =
+            c.interval_method.as_ref().filter(|_| c.interval.is_some() || c.checks.iter().any(has_interval))
+        {
+            let _ = writeln!(s, "Intervals (95%): {m}.\n");
         }
         if let Some(f) = &c.fit {
             let _ = writeln!(
@@ -202,7 +213,7 @@ pub fn junit(summary: &Summary) -> String {
                 Verdict::Erratum => {
                     let _ = write!(s, "<system-out>ERRATUM: {}</system-out>", xml(&msg));
                 }
-                Verdict::Pass => {}
+                Verdict::Pass | Verdict::Reported => {}
             }
             let _ = writeln!(s, "</testcase>");
         }

@@ -2,8 +2,9 @@
 //! into the claim's table of values.
 
 use super::sampling;
-use super::seed::{derive_seed, Rng};
+pub use crate::check::ClaimData;
 use crate::compute::{budget, Category, Count, ModelConfig};
+use crate::seed::{derive_seed, Rng};
 use crate::suite::{Denoiser, Experiment, Measure, Quantity};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,11 +29,25 @@ pub struct CaseCtx<'a> {
     pub checkpoint: Option<std::path::PathBuf>,
 }
 
-impl CaseCtx<'_> {
+impl<'a> CaseCtx<'a> {
     /// A seed shared by all rows of this replicate (a noise bank, a reference set), so that
     /// rows are compared on the same draws.
     pub fn seed_for(&self, what: &str) -> u64 {
         derive_seed(self.suite, self.claim, what, self.replicate)
+    }
+
+    /// The same case, drawing its evaluation banks (held-out noise, reference samples,
+    /// projections) from one scope for the whole suite instead of from its claim: two claims
+    /// that score the same trained model then score it on the same draws, and cannot disagree
+    /// about it by evaluation noise alone.
+    pub fn shared_bank(&self) -> CaseCtx<'a> {
+        CaseCtx {
+            suite: self.suite,
+            claim: "evaluation-bank",
+            replicate: self.replicate,
+            seed: self.seed,
+            checkpoint: None,
+        }
     }
 }
 
@@ -61,6 +76,10 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
         Experiment::TrainingBudget(b) => {
             b.stages.iter().map(|s| one(s.label.clone(), json!({"stage": s, "convention": b.convention}))).collect()
         }
+        Experiment::IntervalCoverage(c) => crate::check::coverage::rows(c)
+            .into_iter()
+            .map(|r| one(r.label.clone(), json!({"row": r, "experiment": c})))
+            .collect(),
         Experiment::SyntheticPowerLaw(s) => {
             let reps = seeds.unwrap_or(s.replicates).max(1);
             s.x.iter()
@@ -166,6 +185,11 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
         }
         Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
         Experiment::TrainSweep(t) => out = super::training::train_case(t, &case.row, ctx)?,
+        Experiment::IntervalCoverage(c) => {
+            let row =
+                crate::check::coverage::rows(c).into_iter().find(|r| r.label == case.row).ok_or("row vanished")?;
+            out.insert("coverage".into(), crate::check::coverage::coverage(c, &row.kind, row.shape, row.n, ctx.seed)?);
+        }
     }
     if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {
         return Err(format!("`{k}` is not finite ({v})"));
@@ -186,18 +210,9 @@ pub fn meta(e: &Experiment) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A claim's values: per column, per row, the replicate values.
-#[derive(Clone, Debug, Default)]
-pub struct ClaimData {
-    pub rows: Vec<String>,
-    pub measured: BTreeMap<String, Vec<Vec<f64>>>,
-    pub printed: BTreeMap<String, Vec<Option<f64>>>,
-    pub scalars: BTreeMap<String, f64>,
-}
-
 /// Gather case values (row, replicate, values) into the claim's table and derive scalars.
 pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap<String, f64>)]) -> ClaimData {
-    let mut d = ClaimData { rows: rows.to_vec(), ..Default::default() };
+    let mut d = ClaimData { rows: rows.to_vec(), seeded: !e.is_analytic(), ..Default::default() };
     let mut sorted: Vec<_> = cases.iter().collect();
     sorted.sort_by_key(|(_, rep, _)| *rep);
     for (row, _, values) in sorted {
@@ -273,6 +288,7 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
         }
         Experiment::PowerLaws(_)
         | Experiment::SyntheticPowerLaw(_)
+        | Experiment::IntervalCoverage(_)
         | Experiment::SamplerConvergence(_)
         | Experiment::MetricNull(_) => {}
     }

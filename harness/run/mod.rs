@@ -6,9 +6,9 @@
 //! or missing ones, so a killed run loses at most the cases that were in flight.
 
 pub mod experiment;
+pub mod judge;
 pub mod record;
 pub mod sampling;
-pub mod seed;
 pub mod training;
 
 use crate::suite::{glob_match, Bootstrap, Check, Experiment, FitSpec, Plan, Profile, Suite};
@@ -80,7 +80,7 @@ pub fn plan(suites: &[Suite], claim_glob: Option<&str>, profile: Profile, seeds:
                 let analytic = e.is_analytic();
                 for spec in experiment::expand(e, if analytic { None } else { seeds }) {
                     let key = format!("{}#{}", spec.row, spec.replicate);
-                    let seed = seed::derive_seed(&s.name, &c.doc.id, &spec.row, spec.replicate);
+                    let seed = crate::seed::derive_seed(&s.name, &c.doc.id, &spec.row, spec.replicate);
                     let hash = hash_json(&json!({
                         "format": record::SCHEMA_VERSION,
                         "diffscale": record::VERSION,

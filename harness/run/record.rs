@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn floats_round_trip_exactly_through_json() {
         // A report re-rendered from disk must equal the one judged in memory, bit for bit.
-        let mut r = crate::run::seed::Rng::new(11);
+        let mut r = crate::seed::Rng::new(11);
         for _ in 0..10_000 {
             let v = (r.uniform() - 0.5) * 10f64.powi((r.below(40) as i32) - 20);
             let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();

@@ -2,11 +2,11 @@
 
 use super::experiment::CaseCtx;
 use super::sampling;
-use super::seed::{derive_seed, substream};
 use crate::data::NoiseBank;
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
 use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
+use crate::seed::{derive_seed, substream};
 use crate::suite::{SampleFd, SamplerSweepExp, SizedModel, TrainSweepExp};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -49,8 +49,15 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
     let (report, ema) =
         crate::train::train(model.as_ref(), &data, &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
     let trained = with_values(model.as_ref(), &ema)?;
-    let err =
-        crate::train::excess_error(trained.as_ref(), &data, &spec.schedule, e.eval_samples, ctx.seed_for("eval"))?;
+    let bank = ctx.shared_bank();
+    let levels = crate::train::excess_error_levels(
+        trained.as_ref(),
+        &data,
+        &spec.schedule,
+        e.eval_samples,
+        bank.seed_for("eval"),
+    )?;
+    let err = crate::train::headline(&levels);
     let mut out = Values::from([
         ("params".into(), model.params().count() as f64),
         ("forward_gflops".into(), model.forward_macs() / 1e9),
@@ -60,8 +67,11 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         ("final_loss".into(), report.final_loss),
         ("excess_error".into(), err),
     ]);
+    for (name, v) in crate::train::level_bands(&levels) {
+        out.insert(name.into(), v);
+    }
     if let Some(f) = &e.sample_fd {
-        out.insert("fd".into(), sample_fd(&trained, &data, &spec.schedule, f, ctx)?);
+        out.insert("fd".into(), sample_fd(&trained, &data, &spec.schedule, f, &bank)?);
     }
     Ok(out)
 }
@@ -119,7 +129,9 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
     let rel = model.forward_macs() / largest;
     let prompted = trained.classes().is_some() || !e.guidance_sweep.is_empty() || e.guidance != 1.0;
     let cells = e.sub_rows();
-    let mut out = sampling::score_cells(e, &trained, &data, &cells, prompted, ctx)?;
+    // Pooled models are shared by claims; so is the bank they are scored on.
+    let bank = ctx.shared_bank();
+    let mut out = sampling::score_cells(e, &trained, &data, &cells, prompted, &bank)?;
     let first = e.samplers.keys().next().ok_or("no samplers")?;
     for (steps, _, label) in &cells {
         let nfe = out[&format!("{label}|nfe_{first}")];
@@ -159,7 +171,7 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
             ..e.clone()
         };
         let cell = [(steps, 1.0, label.clone())];
-        let scored = sampling::score_cells(&ddim, &student, &data, &cell, trained.classes().is_some(), ctx)?;
+        let scored = sampling::score_cells(&ddim, &student, &data, &cell, trained.classes().is_some(), &bank)?;
         out.insert(format!("{label}|{name}"), scored[&format!("{label}|{name}")]);
         out.insert(format!("{label}|{name}_flops"), flops);
         out.insert(format!("{label}|{name}_fraction"), flops / report.train_flops);

@@ -142,12 +142,14 @@ pub enum Experiment {
     MetricNull(MetricNullExp),
     /// Train a family of models (seeded, per size) and score each against the exact denoiser.
     TrainSweep(TrainSweepExp),
+    /// The coverage of every check kind's intervals, simulated on data of known truth.
+    IntervalCoverage(IntervalCoverageExp),
 }
 
 impl<'de> Deserialize<'de> for Experiment {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use super::yaml::{tagged, variant};
-        const KINDS: [&str; 8] = [
+        const KINDS: [&str; 9] = [
             "table",
             "power_laws",
             "training_budget",
@@ -156,6 +158,7 @@ impl<'de> Deserialize<'de> for Experiment {
             "sampler_sweep",
             "metric_null",
             "train_sweep",
+            "interval_coverage",
         ];
         tagged(d, "kind", &KINDS, |name, v| match name {
             "table" => variant(v).map(Experiment::Table),
@@ -166,6 +169,7 @@ impl<'de> Deserialize<'de> for Experiment {
             "sampler_sweep" => variant(v).map(|e| Experiment::SamplerSweep(Box::new(e))),
             "metric_null" => variant(v).map(Experiment::MetricNull),
             "train_sweep" => variant(v).map(Experiment::TrainSweep),
+            "interval_coverage" => variant(v).map(Experiment::IntervalCoverage),
             other => unreachable!("`tagged` admits only the listed kinds, not {other}"),
         })
     }
@@ -182,6 +186,7 @@ impl Experiment {
             Experiment::SamplerSweep(_) => "sampler_sweep",
             Experiment::MetricNull(_) => "metric_null",
             Experiment::TrainSweep(_) => "train_sweep",
+            Experiment::IntervalCoverage(_) => "interval_coverage",
         }
     }
 
@@ -335,6 +340,47 @@ pub struct Hardware {
     /// Total cost in dollars, if published.
     #[serde(default)]
     pub dollars: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalCoverageExp {
+    /// Check kinds to measure (each has a built-in scenario of known truth).
+    pub checks: Vec<String>,
+    pub shapes: Vec<CoverageShape>,
+    /// Seeds per cell: the replicate counts the suites use.
+    pub replicates: Vec<u32>,
+    /// Simulated claims per row; the coverage's Monte Carlo standard error is
+    /// sqrt(0.95 · 0.05 / trials).
+    pub trials: u32,
+    /// Coefficient of variation across seeds for the `normal` and `heavy` shapes.
+    pub cv: f64,
+    /// σ of ln y for the `skewed` shape.
+    pub skew_sigma: f64,
+    /// CVs across seeds found in the suites' case records, drawn per cell by `records`.
+    #[serde(default)]
+    pub record_cvs: Vec<f64>,
+}
+
+/// The distribution of a metric across seeds, around its mean.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CoverageShape {
+    Normal,
+    Heavy,
+    Skewed,
+    Records,
+}
+
+impl CoverageShape {
+    pub fn name(self) -> &'static str {
+        match self {
+            CoverageShape::Normal => "normal",
+            CoverageShape::Heavy => "heavy",
+            CoverageShape::Skewed => "skewed",
+            CoverageShape::Records => "records",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -203,6 +203,31 @@ pub fn experiment(e: &Experiment) -> Problems {
                 }
             }
         }
+        Experiment::IntervalCoverage(e) => {
+            for (i, kind) in e.checks.iter().enumerate() {
+                if !crate::check::coverage::KINDS.contains(&kind.as_str()) {
+                    let known = crate::check::coverage::KINDS.join(", ");
+                    p.push((
+                        vec![k("checks"), Step::Index(i)],
+                        format!("no coverage scenario for `{kind}` (known: {known})"),
+                    ));
+                }
+            }
+            if let Some(i) = e.replicates.iter().position(|n| !(2..=64).contains(n)) {
+                p.push((vec![k("replicates"), Step::Index(i)], "replicates must be between 2 and 64".into()));
+            }
+            if !(100..=100_000).contains(&e.trials) {
+                p.push((vec![k("trials")], "trials must be between 100 and 100,000".into()));
+            }
+            for (f, v) in [("cv", e.cv), ("skew_sigma", e.skew_sigma)] {
+                if !(v > 0.0 && v < 2.0) {
+                    p.push((vec![k(f)], format!("{f} must be in (0, 2)")));
+                }
+            }
+            if let Some(i) = e.record_cvs.iter().position(|v| !(*v >= 0.0 && *v < 2.0)) {
+                p.push((vec![k("record_cvs"), Step::Index(i)], "a CV must be in [0, 2)".into()));
+            }
+        }
         Experiment::SyntheticPowerLaw(s) => {
             if s.series.is_empty() {
                 p.push((vec![k("series")], "no series".into()));
@@ -451,6 +476,10 @@ pub fn columns(e: &Experiment) -> Columns {
             }
             c.rows = b.stages.iter().map(|s| s.label.clone()).collect();
         }
+        Experiment::IntervalCoverage(e) => {
+            c.measured = ["coverage".to_string()].into();
+            c.rows = crate::check::coverage::rows(e).into_iter().map(|r| r.label).collect();
+        }
         Experiment::SyntheticPowerLaw(s) => {
             c.measured = s.series.iter().map(|x| x.name.clone()).chain(["x".to_string()]).collect();
             c.rows = s.x.iter().map(|x| format!("x={x}")).collect();
@@ -485,6 +514,7 @@ pub fn columns(e: &Experiment) -> Columns {
         Experiment::TrainSweep(t) => {
             let cols = ["params", "forward_gflops", "budget", "train_flops", "steps", "final_loss", "excess_error"];
             c.measured = cols.map(String::from).into();
+            c.measured.extend(crate::train::LEVEL_BANDS.map(|(name, _)| name.to_string()));
             if t.sample_fd.is_some() {
                 c.measured.insert("fd".into());
             }

@@ -17,7 +17,7 @@ use super::{optimise_step, AdamW, Hyper};
 use crate::data::Gmm;
 use crate::diffusion::{x0_eps, PredictionType, Schedule, Time};
 use crate::models::{rows_tensor, tensor_rows, with_values, Network};
-use crate::run::seed::{substream, Rng};
+use crate::seed::{substream, Rng};
 use candle_core::{DType, Tensor};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

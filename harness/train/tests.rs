@@ -156,7 +156,7 @@ fn split_dit() -> (Box<dyn Network>, Gmm) {
 fn a_batch_in_parts_has_the_whole_batch_gradient() {
     let (model, data) = split_dit();
     // Off the zero initialisation of adaLN-Zero, where most gradients vanish.
-    let mut r = crate::run::seed::Rng::new(3);
+    let mut r = crate::seed::Rng::new(3);
     for (_, v) in &model.params().vars {
         let noise = crate::models::cpu_op::testing::randn(v.dims(), &mut r).to_dtype(candle_core::DType::F32).unwrap();
         v.set(&(noise * 0.1).unwrap()).unwrap();
@@ -200,4 +200,29 @@ fn training_in_parts_gives_the_same_bits_on_one_and_two_threads() {
         })
     };
     assert!(run(1) == run(2), "the trained weights differ between 1 and 2 threads");
+}
+
+#[test]
+fn no_noise_level_carries_half_the_headline() {
+    let m = Mlp::new(&cfg(Some(2)), PredictionType::Epsilon, &Device::Cpu, 1).unwrap();
+    let (_, ema) = train(&m, &data(), &spec(300), 9, None).unwrap();
+    let trained = crate::models::with_values(&m, &ema).unwrap();
+    let levels = excess_error_levels(trained.as_ref(), &data(), &spec(1).schedule, 1024, 4).unwrap();
+    assert_eq!(levels.len(), EVAL_LEVELS);
+    let total: f64 = levels.iter().map(LevelError::eps).sum();
+    let x0_total: f64 = levels.iter().map(|l| l.x0).sum();
+    for l in &levels {
+        eprintln!(
+            "t {:5} snr {:10.4} x0 {:10.5} eps {:10.5} share eps {:.3} share x0 {:.3}",
+            l.t,
+            l.snr,
+            l.x0,
+            l.eps(),
+            l.eps() / total,
+            l.x0 / x0_total
+        );
+    }
+    let worst = levels.iter().map(|l| l.eps() / total).fold(0.0, f64::max);
+    assert!(worst < 0.5, "one level carries {worst:.2} of the headline");
+    assert!((headline(&levels) - total / EVAL_LEVELS as f64).abs() < 1e-12);
 }

@@ -1,10 +1,10 @@
 //! Judging a whole claim from its case records.
 
-use super::{evaluate, fit_claim, CheckOutcome, Ctx, FitOutcome, Verdict};
+use super::experiment::assemble;
+use super::record::{CaseRecord, CaseStatus};
+use super::ResolvedClaim;
+use crate::check::{evaluate, fit_claim, CheckOutcome, ClaimData, Ctx, FitOutcome, Verdict};
 use crate::fit::Estimate;
-use crate::run::experiment::{assemble, ClaimData};
-use crate::run::record::{CaseRecord, CaseStatus};
-use crate::run::ResolvedClaim;
 use crate::suite::validate::columns;
 use crate::suite::Plan;
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,13 @@ pub struct ClaimResult {
     pub profile: String,
     pub verdict: Verdict,
     /// The headline number (the first check's measured value).
+    #[serde(default, with = "crate::fit::json_float::option")]
     pub measured: Option<f64>,
+    #[serde(default, with = "crate::fit::json_float::pair")]
     pub interval: Option<[f64; 2]>,
+    /// How the intervals were made (over seeds, or over a table's rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_method: Option<String>,
     pub expected: String,
     /// Why it was skipped or failed, or what the errata are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +70,7 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
         verdict: Verdict::Pass,
         measured: None,
         interval: None,
+        interval_method: None,
         expected: String::new(),
         reason: None,
         fit: None,
@@ -96,6 +102,12 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
     }
     let data = claim_data(claim, records).expect("a run plan");
     let cols = columns(exp);
+    res.interval_method = if data.seeded {
+        let n = data.measured.values().flatten().map(|r| r.len()).max().unwrap_or(0);
+        Some(crate::fit::interval::method_text(n))
+    } else {
+        Some("percentile bootstrap over the table's rows (exact values have none)".into())
+    };
     res.values = data.scalars.clone();
     let mut ctx =
         Ctx { data: &data, fit: None, cols: &cols, boot: &claim.bootstrap, suite: &claim.suite, claim: &claim.id };
