@@ -211,9 +211,12 @@ fn shards_merge_into_the_unsharded_result() {
     let dir = tempfile::tempdir().unwrap();
     let (whole, a, b, merged) =
         (dir.path().join("whole"), dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
-    assert!(finished(&run_smoke(&whole, &[])));
-    assert!(finished(&run_smoke(&a, &["--shard", "1/2"])));
-    assert!(finished(&run_smoke(&b, &["--shard", "2/2"])));
+    // Two suites (analytic, trained and simulated claims) exercise the machinery; the whole
+    // smoke run is covered by the test above.
+    let suites = ["suites/calibration.yaml", "suites/dit2023.yaml"];
+    assert!(finished(&run_smoke(&whole, &suites)));
+    assert!(finished(&run_smoke(&a, &[&suites[..], &["--shard", "1/2"]].concat())));
+    assert!(finished(&run_smoke(&b, &[&suites[..], &["--shard", "2/2"]].concat())));
     let (na, nb, nw) = (case_files(&a).len(), case_files(&b).len(), case_files(&whole).len());
     assert!(na > 0 && nb > 0 && na + nb == nw, "{na} + {nb} != {nw}");
     let out = diffscale().args(["merge"]).arg(&a).arg(&b).arg("--out").arg(&merged).output().unwrap();
