@@ -18,6 +18,10 @@ use crate::seed::Rng;
 use crate::suite::validate::Columns;
 use crate::suite::{Bootstrap, Check, CoverageShape, IntervalCoverageExp};
 
+thread_local! {
+    static SEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
 /// One column of a scenario: per row, its true mean (None: no value in that row).
 struct Column {
     name: &'static str,
@@ -283,7 +287,9 @@ fn factor(shape: CoverageShape, e: &IntervalCoverageExp, rng: &mut Rng, cell_cv:
 }
 
 fn claim_data(sc: &Scenario, n: usize, mut value: impl FnMut(usize, usize) -> f64) -> (ClaimData, Columns) {
-    let mut d = ClaimData { rows: sc.rows.clone(), seeded: true, ..Default::default() };
+    // `seeded` picks the intervals over seeds; the tests turn it off to score the percentile
+    // bootstrap instead (the negative control).
+    let mut d = ClaimData { rows: sc.rows.clone(), seeded: SEEDED.with(|s| s.get()), ..Default::default() };
     let mut cols = Columns { rows: sc.rows.clone(), ..Default::default() };
     for (ci, c) in sc.columns.iter().enumerate() {
         let cells = c
@@ -303,7 +309,7 @@ fn claim_data(sc: &Scenario, n: usize, mut value: impl FnMut(usize, usize) -> f6
 }
 
 fn outcome(sc: &Scenario, d: &ClaimData, cols: &Columns, level: f64) -> CheckOutcome {
-    let boot = Bootstrap { resamples: 0, level };
+    let boot = Bootstrap { resamples: 1000, level };
     let ctx = Ctx { data: d, fit: None, cols, boot: &boot, suite: "calibration", claim: "coverage" };
     evaluate(&ctx, &sc.check, 0)
 }
@@ -350,6 +356,27 @@ pub fn coverage(e: &IntervalCoverageExp, kind: &str, shape: CoverageShape, n: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The negative control: the percentile bootstrap the harness used before covers far less
+    /// than 95% at 3 seeds, and this measurement says so.
+    #[test]
+    fn the_percentile_bootstrap_misses_the_band() {
+        let e = IntervalCoverageExp {
+            checks: vec!["ratio".into()],
+            shapes: vec![CoverageShape::Normal],
+            replicates: vec![3],
+            trials: 400,
+            cv: 0.1,
+            skew_sigma: 0.2,
+            record_cvs: vec![],
+        };
+        SEEDED.with(|s| s.set(false));
+        let boot = coverage(&e, "ratio", CoverageShape::Normal, 3, 1).unwrap();
+        SEEDED.with(|s| s.set(true));
+        let jack = coverage(&e, "ratio", CoverageShape::Normal, 3, 1).unwrap();
+        assert!(boot < 0.85, "percentile bootstrap covered {boot}");
+        assert!((0.92..=0.98).contains(&jack), "jackknife-t covered {jack}");
+    }
 
     #[test]
     fn every_check_kind_has_a_scenario_with_an_interval() {
