@@ -17,6 +17,7 @@ use crate::fit::Estimate;
 use crate::seed::Rng;
 use crate::suite::validate::Columns;
 use crate::suite::{Bootstrap, Check, CoverageShape, IntervalCoverageExp};
+pub use crate::suite::COVERAGE_KINDS as KINDS;
 
 thread_local! {
     static SEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
@@ -216,47 +217,6 @@ fn scenario(kind: &str) -> Result<Scenario, String> {
     })
 }
 
-/// Every check kind with a scenario.
-pub const KINDS: [&str; 14] = [
-    "within",
-    "band",
-    "monotone",
-    "correlation",
-    "ranks_better",
-    "crossover",
-    "exponent",
-    "ordered",
-    "ratio",
-    "optimum",
-    "sampling_frontier",
-    "equal_cost",
-    "guidance_optimum",
-    "gap",
-];
-
-/// One row of a coverage experiment: a check kind, a noise shape, a replicate count.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct CoverageRow {
-    pub label: String,
-    pub kind: String,
-    pub shape: CoverageShape,
-    pub n: usize,
-}
-
-/// The rows of `e`, in the order of its lists.
-pub fn rows(e: &IntervalCoverageExp) -> Vec<CoverageRow> {
-    let mut out = vec![];
-    for kind in &e.checks {
-        for shape in &e.shapes {
-            for n in &e.replicates {
-                let label = format!("{kind} · {} · n={n}", shape.name());
-                out.push(CoverageRow { label, kind: kind.clone(), shape: *shape, n: *n as usize });
-            }
-        }
-    }
-    out
-}
-
 /// The intervals a verdict depends on, by name: judged rows, else the headline.
 fn judged(o: &CheckOutcome) -> Vec<(String, Estimate)> {
     let rows: Vec<(String, Estimate)> = o
@@ -410,7 +370,7 @@ mod table {
                 0.003, 0.006, 0.01, 0.011, 0.013, 0.02, 0.032, 0.037, 0.047, 0.065, 0.067, 0.095, 0.121, 0.163, 0.25,
             ],
         };
-        for r in rows(&e) {
+        for r in e.rows() {
             let t = std::time::Instant::now();
             let c = coverage(&e, &r.kind, r.shape, r.n, 7).unwrap();
             println!("{:45} {:.3}  ({:.2}s)", r.label, c, t.elapsed().as_secs_f64());

@@ -76,10 +76,9 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
         Experiment::TrainingBudget(b) => {
             b.stages.iter().map(|s| one(s.label.clone(), json!({"stage": s, "convention": b.convention}))).collect()
         }
-        Experiment::IntervalCoverage(c) => crate::check::coverage::rows(c)
-            .into_iter()
-            .map(|r| one(r.label.clone(), json!({"row": r, "experiment": c})))
-            .collect(),
+        Experiment::IntervalCoverage(c) => {
+            c.rows().into_iter().map(|r| one(r.label.clone(), json!({"row": r, "experiment": c}))).collect()
+        }
         Experiment::SyntheticPowerLaw(s) => {
             let reps = seeds.unwrap_or(s.replicates).max(1);
             s.x.iter()
@@ -186,8 +185,7 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
         Experiment::MetricNull(m) => out = sampling::metric_null(m, ctx),
         Experiment::TrainSweep(t) => out = super::training::train_case(t, &case.row, ctx)?,
         Experiment::IntervalCoverage(c) => {
-            let row =
-                crate::check::coverage::rows(c).into_iter().find(|r| r.label == case.row).ok_or("row vanished")?;
+            let row = c.rows().into_iter().find(|r| r.label == case.row).ok_or("row vanished")?;
             out.insert("coverage".into(), crate::check::coverage::coverage(c, &row.kind, row.shape, row.n, ctx.seed)?);
         }
     }

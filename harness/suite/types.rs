@@ -362,6 +362,49 @@ pub struct IntervalCoverageExp {
     pub record_cvs: Vec<f64>,
 }
 
+/// Every check kind with a coverage scenario (`check::coverage`).
+pub const COVERAGE_KINDS: [&str; 14] = [
+    "within",
+    "band",
+    "monotone",
+    "correlation",
+    "ranks_better",
+    "crossover",
+    "exponent",
+    "ordered",
+    "ratio",
+    "optimum",
+    "sampling_frontier",
+    "equal_cost",
+    "guidance_optimum",
+    "gap",
+];
+
+/// One row of a coverage experiment: a check kind, a noise shape, a replicate count.
+#[derive(Clone, Debug, Serialize)]
+pub struct CoverageRow {
+    pub label: String,
+    pub kind: String,
+    pub shape: CoverageShape,
+    pub n: usize,
+}
+
+impl IntervalCoverageExp {
+    /// The rows, in the order of the lists.
+    pub fn rows(&self) -> Vec<CoverageRow> {
+        let mut out = vec![];
+        for kind in &self.checks {
+            for shape in &self.shapes {
+                for n in &self.replicates {
+                    let label = format!("{kind} · {} · n={n}", shape.name());
+                    out.push(CoverageRow { label, kind: kind.clone(), shape: *shape, n: *n as usize });
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The distribution of a metric across seeds, around its mean.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

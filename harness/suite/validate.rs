@@ -205,8 +205,8 @@ pub fn experiment(e: &Experiment) -> Problems {
         }
         Experiment::IntervalCoverage(e) => {
             for (i, kind) in e.checks.iter().enumerate() {
-                if !crate::check::coverage::KINDS.contains(&kind.as_str()) {
-                    let known = crate::check::coverage::KINDS.join(", ");
+                if !super::COVERAGE_KINDS.contains(&kind.as_str()) {
+                    let known = super::COVERAGE_KINDS.join(", ");
                     p.push((
                         vec![k("checks"), Step::Index(i)],
                         format!("no coverage scenario for `{kind}` (known: {known})"),
@@ -478,7 +478,7 @@ pub fn columns(e: &Experiment) -> Columns {
         }
         Experiment::IntervalCoverage(e) => {
             c.measured = ["coverage".to_string()].into();
-            c.rows = crate::check::coverage::rows(e).into_iter().map(|r| r.label).collect();
+            c.rows = e.rows().into_iter().map(|r| r.label).collect();
         }
         Experiment::SyntheticPowerLaw(s) => {
             c.measured = s.series.iter().map(|x| x.name.clone()).chain(["x".to_string()]).collect();
