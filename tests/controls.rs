@@ -61,6 +61,14 @@ fn value(d: &ClaimData, col: &str, r: usize) -> Option<f64> {
     }
 }
 
+/// A column's distinct row values, ascending.
+fn levels(d: &ClaimData, col: &str) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..d.rows.len()).filter_map(|r| value(d, col, r)).collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
 /// The data with `check`'s effect planted (`sign` +1) or reversed (−1); None for kinds not
 /// planted here (their controls on synthetic data are in harness/check/tests.rs).
 fn plant(d: &ClaimData, check: &Check, sign: f64) -> Option<ClaimData> {
@@ -174,13 +182,7 @@ fn plant(d: &ClaimData, check: &Check, sign: f64) -> Option<ClaimData> {
         }
         Check::GuidanceOptimum(g) => {
             // y = 1 + 10·ln(w/w*)², with w* sweeping the w grid along `across` (claimed) or fixed.
-            let levels = |col: &str| {
-                let mut v: Vec<f64> = (0..rows.len()).filter_map(|r| value(&d, col, r)).collect();
-                v.sort_by(f64::total_cmp);
-                v.dedup();
-                v
-            };
-            let (ws, across) = (levels(&g.w), levels(&g.across));
+            let (ws, across) = (levels(&d, &g.w), levels(&d, &g.across));
             let (w0, w1) = (ws[0], ws[ws.len() - 1]);
             for r in 0..rows.len() {
                 let (Some(w), Some(a), Some(_)) = (value(&d, &g.w, r), value(&d, &g.across, r), value(&d, &g.y, r))
@@ -195,13 +197,7 @@ fn plant(d: &ClaimData, check: &Check, sign: f64) -> Option<ClaimData> {
         Check::Optimum(o) => {
             // y = exp((ln x − ln x*)²) per group, x* inside the size grid, rising with the group
             // (claimed) or falling.
-            let levels = |col: &str| {
-                let mut v: Vec<f64> = (0..rows.len()).filter_map(|r| value(&d, col, r)).collect();
-                v.sort_by(f64::total_cmp);
-                v.dedup();
-                v
-            };
-            let (xs, gs) = (levels(&o.x), levels(&o.group));
+            let (xs, gs) = (levels(&d, &o.x), levels(&d, &o.group));
             let (l0, l1) = (xs[0].ln(), xs[xs.len() - 1].ln());
             for r in 0..rows.len() {
                 let (Some(x), Some(g), Some(_)) = (value(&d, &o.x, r), value(&d, &o.group, r), value(&d, &o.y, r))

@@ -16,8 +16,8 @@ use super::{evaluate, CheckOutcome, ClaimData, Ctx, Verdict};
 use crate::fit::Estimate;
 use crate::seed::Rng;
 use crate::suite::validate::Columns;
-use crate::suite::{Bootstrap, Check, CoverageShape, IntervalCoverageExp};
 pub use crate::suite::COVERAGE_KINDS as KINDS;
+use crate::suite::{Bootstrap, Check, CoverageShape, IntervalCoverageExp};
 
 thread_local! {
     static SEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
