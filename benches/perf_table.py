@@ -28,7 +28,7 @@ def candle(t):
 def torch(t):
     res = {}
     for line in (tmp / f"torch_{t}.txt").read_text().splitlines():
-        m = re.match(r"^(\w+)\s+params\s+\S+\s+train\s+([\d.]+) samples/s\s+forward\s+([\d.]+)", line)
+        m = re.match(r"^([\w-]+)\s+(?:batch\s+\d+\s+)?params\s+\S+\s+train\s+([\d.]+) samples/s\s+forward\s+([\d.]+)", line)
         if m:
             res[(m.group(1), "train")], res[(m.group(1), "forward")] = float(m.group(2)), float(m.group(3))
     return res

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The models of `benches/models/mod.rs` in PyTorch, trained the same way, for a side-by-side
-samples/s comparison with candle on the same machine.
+samples/s comparison with candle on the same machine (CPU, or a GPU with --device cuda, where
+--precision bf16 is torch.autocast(bfloat16) over f32 weights, the counterpart of diffscale's
+--precision bf16).
 
     python3 benches/torch_reference.py --threads 1      # and --threads 2
     RAYON_NUM_THREADS=1 cargo bench --bench train_step  # candle, same models and batches
+    python3 benches/torch_reference.py --device cuda --set gpu --precision bf16   # the GPU table
 
 Each model is written from diffscale's own configs (harness/models/{dit,unet,mlp}.rs), and the
 script checks that its parameter count equals diffscale's analytic count before timing, so the
@@ -20,12 +23,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # Parameter counts from `diffscale flops` / harness/models/tests.rs for these exact configs.
-EXPECTED_PARAMS = {"dit": 1_273_868, "unet": 935_843, "mlp": 93_064}
+EXPECTED_PARAMS = {
+    "dit": 1_273_868,
+    "unet": 935_843,
+    "mlp": 93_064,
+    # DiT-S/2 and DiT-B/2 at 32×32×3 (6 classes, no learned sigma), as tests/cuda.rs builds them.
+    "dit-s2": 32_474_124,
+    "dit-b2": 129_533_964,
+}
 
 
 def timestep_features(t, n):
     half = n // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t[:, None].float() * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -196,45 +206,61 @@ class Mlp(nn.Module):
         return self.out(F.silu(h))
 
 
-def bench(name, model, dim, classes, batch, steps, warmup):
+def bench(name, model, dim, classes, batch, steps, warmup, device="cpu", bf16=False):
     params = sum(p.numel() for p in model.parameters())
     if params != EXPECTED_PARAMS[name]:
         raise SystemExit(f"{name}: {params} parameters, diffscale counts {EXPECTED_PARAMS[name]}: not the same model")
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     batches = [
-        (
-            torch.randn(batch, dim, generator=gen),
-            torch.randint(0, 1000, (batch,), generator=gen),
-            torch.randint(0, max(classes, 1), (batch,), generator=gen),
-            torch.randn(batch, dim, generator=gen),
+        tuple(
+            v.to(device)
+            for v in (
+                torch.randn(batch, dim, generator=gen),
+                torch.randint(0, 1000, (batch,), generator=gen),
+                torch.randint(0, max(classes, 1), (batch,), generator=gen),
+                torch.randn(batch, dim, generator=gen),
+            )
         )
         for _ in range(4)
     ]
+    cast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else torch.autocast(device, enabled=False)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step(i):
         x, t, y, eps = batches[i % len(batches)]
-        loss = F.mse_loss(model(x, t, y), eps)
+        with cast:
+            out = model(x, t, y)
+        loss = F.mse_loss(out.float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for i in range(warmup):
         step(i)
+    sync()
     t0 = time.perf_counter()
     for i in range(steps):
         step(i)
+    sync()
     dt = time.perf_counter() - t0
-    with torch.no_grad():
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+    with torch.no_grad(), cast:
         x, t, y, _ = batches[0]
+        model(x, t, y)
+        sync()
         t1 = time.perf_counter()
         for _ in range(steps):
             model(x, t, y)
+        sync()
         fwd = time.perf_counter() - t1
     print(
-        f"{name:5s} params {params:>9,d}  train {batch * steps / dt:8.1f} samples/s"
-        f"  forward {batch * steps / fwd:8.1f} samples/s"
+        f"{name:6s} batch {batch:4d} params {params:>11,d}  train {batch * steps / dt:9.1f} samples/s"
+        f"  forward {batch * steps / fwd:9.1f} samples/s  peak {peak:.1f} GiB"
     )
     return params
 
@@ -244,13 +270,27 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--set", default="cpu", choices=["cpu", "gpu"], help="cpu: the benchmark's three models; gpu: issue 17's table")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {a.threads} thread(s), f32")
-    bench("dit", Dit(), 16 * 16 * 3, 6, 64, a.steps, a.warmup)
-    bench("unet", Unet(), 16 * 16 * 3, 7, 64, a.steps, a.warmup)
-    bench("mlp", Mlp(), 8, 0, 128, a.steps, a.warmup)
+    bf16 = a.precision == "bf16"
+    print(f"torch {torch.__version__}, {a.device}, {a.threads} thread(s), {a.precision}")
+    run = lambda *args: bench(*args, a.steps, a.warmup, a.device, bf16)
+    if a.set == "cpu":
+        run("dit", Dit(), 16 * 16 * 3, 6, 64)
+        run("unet", Unet(), 16 * 16 * 3, 7, 64)
+        run("mlp", Mlp(), 8, 0, 128)
+        return
+    image = 32 * 32 * 3
+    for batch in (64, 256):
+        run("dit-s2", Dit(depth=12, d=384, heads=6, size=32), image, 6, batch)
+        run("dit-b2", Dit(depth=12, d=768, heads=12, size=32), image, 6, batch)
+    run("dit", Dit(), 16 * 16 * 3, 6, 256)
+    run("unet", Unet(), 16 * 16 * 3, 7, 256)
+    run("mlp", Mlp(), 8, 0, 256)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! A claim of a paper becomes a YAML test case ([`suite`]); a run expands claims into cases,
 //! runs or reuses them ([`run`]), fits and checks the results ([`fit`], [`check`]) and writes
 //! reports ([`report`]). Model sizes and costs come from [`compute`].
+pub mod atomic;
 pub mod check;
 pub mod cli;
 pub mod compute;
@@ -11,6 +12,7 @@ pub mod diffusion;
 pub mod fit;
 pub mod metrics;
 pub mod models;
+pub mod ops;
 pub mod report;
 pub mod run;
 pub mod seed;

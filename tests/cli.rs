@@ -100,6 +100,15 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     let planned: usize =
         manifest["claims"].as_array().unwrap().iter().map(|c| c["cases"].as_array().unwrap().len()).sum();
     assert_eq!(case_files(dir.path()).len(), planned, "a case record per planned case");
+    // Every record says where its bits came from.
+    for f in case_files(dir.path()) {
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let n = &r["machine"]["numerics"];
+        assert_eq!((n["device"].as_str(), n["precision"].as_str()), (Some("cpu"), Some("f32")), "{}", f.display());
+        for k in ["isa", "candle", "rustc", "cuda_toolkit"] {
+            assert!(n[k].as_str().is_some_and(|v| !v.is_empty()), "{}: no {k}", f.display());
+        }
+    }
     // Only claims that cannot run in seconds are skipped.
     let skipped: Vec<&String> = v.iter().filter(|(_, v)| v == "SKIPPED").map(|(id, _)| id).collect();
     assert_eq!(skipped, ["dit2023/reduced-compute-efficiency"]);
@@ -139,6 +148,100 @@ fn damaged_or_missing_cases_are_rerun() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(": 2 run,"));
     assert_eq!(verdicts(&summary(dir.path())), want);
     assert_eq!(case_files(dir.path()).len(), files.len());
+}
+
+/// A summary's claims without their wall times.
+fn untimed(mut s: Value) -> Value {
+    for c in s["claims"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("seconds");
+    }
+    s["claims"].take()
+}
+
+/// A case file edited by hand (a value changed), or another case's record renamed over it with
+/// its hash field edited to match, no longer matches its integrity hash: it is recomputed with a
+/// warning, never reused, and `merge` does not take it either.
+#[test]
+fn edited_or_swapped_case_files_are_recomputed_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["suites/mei2024.yaml", "--claim", "mei2024/reduced-fixed-steps-bigger-better"];
+    assert!(finished(&run_smoke(dir.path(), &args)));
+    let first = summary(dir.path());
+    let files = case_files(dir.path());
+    let read = |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    // Edited: the headline value halved.
+    let mut edited = read(&files[0]);
+    let v = edited["values"]["excess_error"].as_f64().unwrap();
+    edited["values"]["excess_error"] = (v / 2.0).into();
+    std::fs::write(&files[0], serde_json::to_string(&edited).unwrap()).unwrap();
+    // Swapped: files[2]'s record under files[1]'s name, its hash field set to match the name.
+    let mut swapped = read(&files[2]);
+    swapped["hash"] = read(&files[1])["hash"].clone();
+    std::fs::write(&files[1], serde_json::to_string(&swapped).unwrap()).unwrap();
+    // merge refuses to take them (they count as missing).
+    let out = diffscale().args(["merge"]).arg(dir.path()).arg("--out").arg(dir.path().join("m")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("integrity"));
+    let out = run_smoke(dir.path(), &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.matches("integrity hash").count() >= 2, "{err}");
+    assert!(err.contains(": 2 run,"), "{err}");
+    assert_eq!(untimed(summary(dir.path())), untimed(first), "the recomputed cases are the originals");
+}
+
+/// A damaged checkpoint is discarded with a warning and the case trains from the start: the
+/// same values as a run that never had it.
+#[test]
+fn a_damaged_checkpoint_is_discarded_and_the_case_trained_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["suites/mei2024.yaml", "--claim", "mei2024/reduced-fixed-steps-bigger-better"];
+    assert!(finished(&run_smoke(dir.path(), &args)));
+    let first = summary(dir.path());
+    let case = case_files(dir.path()).remove(0);
+    let hash = case.file_stem().unwrap().to_str().unwrap().to_string();
+    std::fs::remove_file(&case).unwrap();
+    let ckpt = dir.path().join("checkpoints").join(format!("{hash}.safetensors"));
+    std::fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
+    std::fs::write(&ckpt, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"trunc").unwrap();
+    let out = run_smoke(dir.path(), &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(finished(&out) && err.contains("checkpoint does not load"), "{err}");
+    assert!(!ckpt.exists(), "the damaged checkpoint is gone");
+    assert_eq!(untimed(summary(dir.path())), untimed(first));
+}
+
+/// Two runs into one folder: the second is refused while the first holds it, naming its pid.
+#[test]
+fn a_second_run_into_a_busy_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_diffscale"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--profile",
+            "smoke",
+            "suites/mei2024.yaml",
+            "--claim",
+            "mei2024/reduced-compute-optimal-size",
+            "--out",
+        ])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join(".diffscale.lock");
+    let t0 = std::time::Instant::now();
+    while !lock.exists() && t0.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(lock.exists(), "the first run never locked the folder");
+    let out = run_smoke(dir.path(), &["suites/calibration.yaml"]);
+    assert!(first.try_wait().unwrap().is_none(), "the first run ended too soon to test the lock");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(first.wait().unwrap().code().is_some_and(|c| c <= 1));
+    assert!(!lock.exists(), "the lock is released at exit");
 }
 
 /// A synthetic claim with many seeded cases: slow enough to be killed half-way.
@@ -238,6 +341,22 @@ fn shards_merge_into_the_unsharded_result() {
         diffscale().args(["merge"]).arg(&a).arg(&a).arg(&b).arg("--out").arg(dir.path().join("m3")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in both"));
+    // A shard from a machine whose results have other bits (here: another instruction set) is
+    // refused, naming the difference, unless the user says to mix them.
+    let manifest = b.join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert!(m["machine"]["numerics"]["isa"].is_string(), "the manifest records the ISA");
+    m["machine"]["numerics"]["isa"] = "x86_64+avx512f+avx2+fma (elsewhere)".into();
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    let out = diffscale().args(["merge"]).arg(&a).arg(&b).arg("--out").arg(dir.path().join("m4")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("isa:") && err.contains("--allow-mixed-machines"), "{err}");
+    let m5 = dir.path().join("m5");
+    let out =
+        diffscale().args(["merge", "--allow-mixed-machines"]).arg(&a).arg(&b).arg("--out").arg(&m5).output().unwrap();
+    assert!(finished(&out));
+    assert_eq!(strip(summary(&m5)), strip(summary(&whole)));
 }
 
 #[test]
@@ -364,10 +483,17 @@ fn list_schema_flops_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
     let out = diffscale().args(["run", "--profile", "huge"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = diffscale().args(["run", "--device", "cuda:0"]).output().unwrap();
+    #[cfg(not(feature = "cuda"))]
+    {
+        let out = diffscale().args(["run", "--device", "cuda:0"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--features cuda") && err.contains("CUDA build"), "{err}");
+    }
+    // Mixed precision is for GPUs: refused on the CPU, with the way out.
+    let out = diffscale().args(["run", "--precision", "bf16"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--features cuda") && err.contains("CUDA build"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--precision f32"));
 }
 
 /// Run one claim of an edited copy of a suite at smoke scale; returns (exit code, verdict).
@@ -516,4 +642,44 @@ fn negative_control_tiny_training_fails_the_dit_gflops_claim() {
         t.replace("smoke: {training: {steps: 30}, replicates: 2", "smoke: {training: {steps: 1}, replicates: 3")
     });
     assert_eq!((code, v.as_str()), (Some(1), "FAIL"));
+}
+
+/// README's nightly recipe, its commands in order: sharded runs and the merge exit 0 although a
+/// claim FAILs (`--no-fail-exit`), and `compare` is the gate: silent against its own baseline,
+/// exit 1 with a JUnit failure and a JSON finding when a check's value left the baseline's band.
+#[test]
+fn the_nightly_recipe_runs_to_compare_and_compare_is_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sampler-order claim made to FAIL (an impossible band for DDIM's order).
+    let p =
+        edited_suite(dir.path(), "calibration.yaml", |t| t.replace("min: -1.15, max: -0.85", "min: -3.15, max: -2.85"));
+    let p = p.to_str().unwrap();
+    let (a, b, m) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("all"));
+    for (shard, out) in [("1/2", &a), ("2/2", &b)] {
+        let o = run_smoke(out, &[p, "--no-fail-exit", "--shard", shard]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = diffscale().args(["merge", "--no-fail-exit"]).arg(&a).arg(&b).arg("--out").arg(&m).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(verdict(&summary(&m), "calibration/sampler-orders"), "FAIL");
+    let o = diffscale().args(["merge"]).arg(&a).arg(&b).arg("--out").arg(dir.path().join("all2")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "without the flag a FAIL exits 1");
+    let base = m.join("summary.json");
+    let o = diffscale().arg("compare").arg(&m).arg("--baseline").arg(&base).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // A baseline whose second check of the sampler claim measured something else.
+    let mut s = summary(&m);
+    let c = s["claims"].as_array_mut().unwrap().iter_mut().find(|c| c["id"] == "calibration/sampler-orders").unwrap();
+    c["checks"][1]["measured"] = serde_json::json!({"value": 5.0, "lo": 4.9, "hi": 5.1});
+    let moved = dir.path().join("baseline.json");
+    std::fs::write(&moved, serde_json::to_string(&s).unwrap()).unwrap();
+    let o =
+        diffscale().arg("compare").arg(&m).arg("--baseline").arg(&moved).args(["--format", "junit"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let xml = String::from_utf8_lossy(&o.stdout);
+    assert!(xml.contains("<failure message=\"check 2:"), "{xml}");
+    let o =
+        diffscale().arg("compare").arg(&m).arg("--baseline").arg(&moved).args(["--format", "json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["regressions"], 1, "{v}");
 }

@@ -361,6 +361,12 @@ fn band(ctx: &Ctx, b: &BandCheck, i: usize) -> Result<CheckOutcome, String> {
 fn monotone(ctx: &Ctx, m: &MonotoneCheck, i: usize) -> Result<CheckOutcome, String> {
     let (xs, ys) = (ctx.rows(&m.x)?, ctx.rows(&m.y)?);
     let mut idx = ctx.complete(&[&xs, &ys], m.rows.as_ref());
+    if let Some(col) = &m.at_max {
+        let g = ctx.rows(col)?;
+        let at = |k: &usize| g[*k].as_ref().map(|v| fit::mean(v));
+        let top = idx.iter().filter_map(at).fold(f64::NEG_INFINITY, f64::max);
+        idx.retain(|k| at(k).is_some_and(|v| (v - top).abs() <= 1e-9 * top.abs()));
+    }
     idx.sort_by(|a, b| fit::mean(xs[*a].as_ref().unwrap()).total_cmp(&fit::mean(xs[*b].as_ref().unwrap())));
     let y = Ctx::pick(&ys, &idx);
     let sign = if m.direction == Direction::Decreasing { -1.0 } else { 1.0 };

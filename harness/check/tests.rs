@@ -127,6 +127,32 @@ fn band_single_value_and_rows() {
     assert_eq!(run(&d, chk(0.0, 0.5)).verdict, Verdict::Fail);
 }
 
+/// `at_max: budget` judges only the rows of the largest budget, whatever the budgets are.
+#[test]
+fn monotone_at_the_largest_budget_ignores_the_other_rows() {
+    let rows = ["s@1", "l@1", "s@10", "l@10"];
+    let cols = [
+        ("size", exact(&[1.0, 2.0, 1.0, 2.0])),
+        ("budget", exact(&[1.0, 1.0, 10.0, 10.0])),
+        // The larger model is worse at the small budget and better at the large one.
+        ("err", exact(&[1.0, 1.5, 0.8, 0.5])),
+    ];
+    let d = data(&rows, &cols, &[]);
+    let chk = |at_max: Option<&str>| {
+        Check::Monotone(MonotoneCheck {
+            x: "size".into(),
+            y: "err".into(),
+            direction: Direction::Decreasing,
+            min_relative_change: 0.0,
+            rows: None,
+            at_max: at_max.map(String::from),
+        })
+    };
+    assert_eq!(run(&d, chk(Some("budget"))).verdict, Verdict::Pass);
+    // Control: over every row the sizes' errors are not ordered.
+    assert_eq!(run(&d, chk(None)).verdict, Verdict::Fail);
+}
+
 #[test]
 fn monotone_passes_and_shuffled_sizes_fail() {
     let rows = ["s", "m", "l", "xl"];
@@ -137,6 +163,7 @@ fn monotone_passes_and_shuffled_sizes_fail() {
         direction: Direction::Decreasing,
         min_relative_change: 0.0,
         rows: None,
+        at_max: None,
     });
     let d = data(&rows, &[("size", size.clone()), ("fid", exact(&[25.3, 24.3, 24.1, 23.7]))], &[]);
     let out = run(&d, chk.clone());

@@ -3,10 +3,13 @@
 mod fd;
 mod flops;
 
+use crate::atomic::write_json;
 use crate::check::Verdict;
+use crate::models::Precision;
 use crate::report::{self, compare, Summary};
+use crate::run::backend::Backend;
 use crate::run::judge::{judge, ClaimResult};
-use crate::run::record::{write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
+use crate::run::record::{CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
 use crate::run::{self, Manifest, Progress, ResolvedClaim, Shard};
 use crate::suite::{self, Plan, Profile};
 use clap::{Parser, Subcommand};
@@ -71,14 +74,27 @@ pub enum Command {
         /// Absolute tolerance for values without an interval.
         #[arg(long, default_value_t = 1e-12)]
         abs: f64,
+        /// text (one line per finding), json (the findings), or junit (a test case per claim,
+        /// failed when it regressed).
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "junit"])]
+        format: String,
     },
-    /// Join shard folders into one run folder and report it; fails on missing or duplicated cases.
+    /// Join run folders into one and report it: shards of one run, or runs of different suites
+    /// (e.g. the GPU's and the CPU cores' halves of the gpu profile). Fails on missing or
+    /// duplicated cases, and on a claim planned differently in two folders.
     Merge {
         /// Shard run folders.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Join shards that ran where results have different bits (another CPU instruction set,
+        /// GPU, driver, precision or compiler); each record keeps its own machine facts.
+        #[arg(long)]
+        allow_mixed_machines: bool,
+        /// Exit 0 even when a claim FAILs (for CI where `compare` is the gate).
+        #[arg(long)]
+        no_fail_exit: bool,
     },
     /// Parameters and compute of a model config, in every convention.
     Flops(flops::FlopsArgs),
@@ -105,10 +121,14 @@ pub struct RunArgs {
     /// the shards with `diffscale merge`.
     #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
-    /// Where to run: cpu. (cuda:N is accepted by the syntax for the GPU profile, which needs
-    /// the training engine and a CUDA build; this build refuses it.)
+    /// Where models train and sample: cpu, or cuda:N in a CUDA build (README, "CUDA build").
+    /// Recorded in every case and its hash: a run on another device does not reuse these cases.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// f32, or bf16 mixed precision (bf16 activations over f32 weights, optimizer and EMA; GPU
+    /// only). Recorded in every case and its hash.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Replicates (seeds) per empirical case, overriding the suite. Analytic claims have one.
     #[arg(long)]
     pub seeds: Option<u32>,
@@ -119,6 +139,22 @@ pub struct RunArgs {
     /// RAYON_NUM_THREADS says otherwise; results do not depend on this.
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// Exit 0 even when a claim FAILs or a sharded case failed (bad input still exits 2): for
+    /// nightly CI, where `compare` against a baseline is the gate.
+    #[arg(long)]
+    pub no_fail_exit: bool,
+    /// Refuse to start when a claim's largest model needs more than this many GiB for its
+    /// weights, gradients, AdamW moments and EMA (default: this machine's memory).
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
+    /// Print what the run would ask of the device (cases, training steps and FLOPs, network
+    /// calls) and an estimate of its wall time there; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("unknown precision `{s}` (precisions: f32, bf16)"))
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -257,19 +293,25 @@ fn new_manifest(profile: Profile, shard: Option<Shard>, machine: Machine, claims
 }
 
 fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
-    let RunArgs { paths, claim, profile, out, shard, device, seeds, fresh, jobs } = a;
-    if device != "cpu" {
-        let ok = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
-        if !ok {
-            return Err(usage(format!("--device takes cpu or cuda:N, not `{device}`")));
-        }
-        return Err(usage(if cfg!(feature = "cuda") {
-            "the runner does not train claims on a GPU yet (this build's CUDA path is checked by tests/cuda.rs only); run with --device cpu"
-        } else {
-            "this build of diffscale has no CUDA support: build it with `--features cuda` (README, \"CUDA build\"); \
-             the runner itself does not train claims on a GPU yet, so run with --device cpu"
-        }));
+    let RunArgs {
+        paths,
+        claim,
+        profile,
+        out,
+        shard,
+        device,
+        precision,
+        seeds,
+        fresh,
+        jobs,
+        no_fail_exit,
+        max_memory,
+        dry_run,
+    } = a;
+    if dry_run {
+        return cmd_dry_run(paths, claim, profile, seeds, shard, &device, jobs);
     }
+    let backend = Backend::open(&device, precision).map_err(usage)?;
     if seeds == Some(0) {
         return Err(usage("--seeds must be at least 1"));
     }
@@ -277,12 +319,13 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
         return Err(usage("--jobs must be at least 1"));
     }
     let suites = suites_from(paths)?;
-    let claims = run::plan(&suites, claim.as_deref(), profile, seeds);
+    let claims = run::plan(&suites, claim.as_deref(), profile, seeds, backend.numerics());
     if claims.is_empty() {
         return Err(usage(format!("no claim matches `{}`; see `diffscale list`", claim.unwrap_or_default())));
     }
+    check_memory(&claims, max_memory)?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(profile.name()));
-    let machine = Machine::detect(&device);
+    let machine = backend.machine.clone();
     let manifest = new_manifest(profile, shard, machine.clone(), claims);
     if let Ok(prev) = run::read_manifest(&out) {
         if prev.profile != profile {
@@ -294,9 +337,12 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
             )));
         }
     }
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| usage(format!("{}: cannot create the run folder ({e})", out.display())))?;
+    let _lock = crate::atomic::FolderLock::acquire(&out).map_err(usage)?;
     if fresh {
-        for sub in ["cases", "figures"] {
+        // Checkpoints too: a changed harness must not resume from old training.
+        for sub in ["cases", "figures", "checkpoints"] {
             let p = out.join(sub);
             if p.exists() {
                 std::fs::remove_dir_all(&p)?;
@@ -306,7 +352,7 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut progress = Reporter::new();
     let jobs = jobs.unwrap_or(machine.threads);
-    let records = run::run_cases(&manifest.claims, &out, shard, fresh, &machine, jobs, &mut progress)?;
+    let records = run::run_cases(&manifest.claims, &out, shard, fresh, &backend, jobs, &mut progress)?;
     if let Some(s) = shard {
         println!(
             "shard {}/{}: {} cases in {}. Join the shards with `diffscale merge DIRS… --out DIR`.",
@@ -316,10 +362,90 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
             out.display()
         );
         let failed = records.values().filter(|r| r.status == run::record::CaseStatus::Failed).count();
-        return Ok(i32::from(failed > 0));
+        return Ok(i32::from(failed > 0 && !no_fail_exit));
     }
     let summary = judge_and_report(&out, &manifest, &records)?;
-    Ok(exit_for(&summary))
+    Ok(if no_fail_exit { 0 } else { exit_for(&summary) })
+}
+
+/// Refuse a plan whose largest model would not fit in memory, before anything is allocated.
+fn check_memory(claims: &[ResolvedClaim], max_gib: Option<f64>) -> anyhow::Result<()> {
+    let (limit, whose) = match max_gib {
+        Some(g) if g > 0.0 && g.is_finite() => (g, "--max-memory"),
+        Some(g) => return Err(usage(format!("--max-memory takes a positive number of GiB, not {g}"))),
+        None => (machine_memory_gib().unwrap_or(16.0), "this machine's memory"),
+    };
+    for c in claims {
+        let Plan::Run(e) = &c.plan else { continue };
+        let Some((label, params)) = run::cost::largest_model(e) else { continue };
+        let gib = params as f64 * run::cost::BYTES_PER_PARAM / (1u64 << 30) as f64;
+        if gib > limit {
+            return Err(usage(format!(
+                "`{}` trains `{label}`, a model of {params} parameters: at least {gib:.3e} GiB for its weights, \
+                 gradients, AdamW moments and EMA, above {whose} ({limit:.1} GiB); shrink the model, or raise \
+                 --max-memory if the machine has it",
+                c.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// MemTotal from /proc/meminfo, in GiB.
+fn machine_memory_gib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = text.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / (1u64 << 20) as f64)
+}
+
+/// `run --dry-run`: the plan's work per claim and its estimated wall time on `device`.
+fn cmd_dry_run(
+    paths: Vec<PathBuf>,
+    claim: Option<String>,
+    profile: Profile,
+    seeds: Option<u32>,
+    shard: Option<Shard>,
+    device: &str,
+    jobs: Option<usize>,
+) -> anyhow::Result<i32> {
+    use run::cost::DeviceModel;
+    let model = match device {
+        "cpu" => DeviceModel { lanes: jobs.unwrap_or(2) as f64, ..DeviceModel::CPU_CORE },
+        d if d.starts_with("cuda:") => DeviceModel { lanes: jobs.unwrap_or(1) as f64, ..DeviceModel::H200_CANDLE_F32 },
+        d => return Err(usage(format!("--device takes cpu or cuda:N, not `{d}`"))),
+    };
+    let suites = suites_from(paths)?;
+    let mut claims = run::plan(&suites, claim.as_deref(), profile, seeds, Backend::cpu().numerics());
+    if let Some(s) = shard {
+        claims.iter_mut().for_each(|c| c.cases.retain(|pc| s.owns(&pc.case_id)));
+    }
+    println!("profile {}: estimated on {} ({} case(s) at once)\n", profile.name(), model.name, model.lanes);
+    println!(
+        "{:<52} {:>6} {:>9} {:>11} {:>8} {:>10} {:>8}",
+        "claim", "cases", "steps", "train FLOPs", "calls", "call FLOPs", "est. s"
+    );
+    let (mut total, mut seconds) = (run::cost::Work::default(), 0.0);
+    for (id, cases, w) in run::cost::plan_work(&claims) {
+        let t = model.seconds(&w);
+        if w.train_steps + w.calls > 0.0 {
+            println!(
+                "{id:<52} {cases:>6} {:>9.0} {:>11.2e} {:>8.0} {:>10.2e} {t:>8.1}",
+                w.train_steps, w.train_flops, w.calls, w.call_flops
+            );
+        }
+        total += w;
+        seconds += t;
+    }
+    println!(
+        "\n{} claim(s); {:.0} training steps, {:.2e} training FLOPs, {:.0} network calls: about {:.1} min on {}",
+        claims.len(),
+        total.train_steps,
+        total.train_flops,
+        total.calls,
+        seconds / 60.0,
+        model.name
+    );
+    Ok(0)
 }
 
 fn cmd_list(paths: Vec<PathBuf>, claim: Option<String>) -> anyhow::Result<i32> {
@@ -356,47 +482,95 @@ fn read_summary(p: &Path) -> anyhow::Result<Summary> {
     serde_json::from_str(&text).map_err(|e| usage(format!("{}: not a diffscale summary.json ({e})", file.display())))
 }
 
-fn cmd_compare(run: PathBuf, baseline: PathBuf, rel: f64, abs: f64) -> anyhow::Result<i32> {
+fn cmd_compare(run: PathBuf, baseline: PathBuf, rel: f64, abs: f64, format: &str) -> anyhow::Result<i32> {
     let (r, b) = (read_summary(&run)?, read_summary(&baseline)?);
     if r.profile != b.profile {
         eprintln!("note: comparing profile `{}` against a `{}` baseline", r.profile, b.profile);
     }
     let findings = compare::compare(&r, &b, rel, abs);
     let regressions = findings.iter().filter(|f| f.regression).count();
-    for f in &findings {
-        println!("{} {}: {}", if f.regression { "REGRESSION" } else { "note      " }, f.id, f.message);
+    match format {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "claims": b.claims.len(), "regressions": regressions, "findings": findings,
+            }))?
+        ),
+        "junit" => print!("{}", compare::junit(&b, &findings)),
+        _ => {
+            for f in &findings {
+                let at = f.check.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
+                println!("{} {}{at}: {}", if f.regression { "REGRESSION" } else { "note      " }, f.id, f.message);
+            }
+            println!("{} claims compared, {regressions} regression(s).", b.claims.len());
+        }
     }
-    println!("{} claims compared, {regressions} regression(s).", b.claims.len());
     Ok(i32::from(regressions > 0))
 }
 
-fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
+fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf, allow_mixed: bool) -> anyhow::Result<i32> {
     let manifests: Vec<Manifest> =
         dirs.iter().map(|d| run::read_manifest(d).map_err(usage)).collect::<Result<_, _>>()?;
     let first = &manifests[0];
+    // A case's identity apart from where it ran (its hash includes the machine's numerics).
+    let identity = |c: &run::PlannedCase| (c.case_id.clone(), c.row.clone(), c.replicate, c.seed);
     for (d, m) in dirs.iter().zip(&manifests).skip(1) {
-        let same = m.profile == first.profile
-            && m.claims.len() == first.claims.len()
-            && m.claims.iter().zip(&first.claims).all(|(a, b)| a.hash == b.hash && a.cases == b.cases);
-        if !same {
+        let diff = m.machine.numerics.differences(&first.machine.numerics);
+        if !diff.is_empty() && !allow_mixed {
             return Err(usage(format!(
-                "{} was planned from different suites or options than {}",
+                "{} ran where results have other bits than {} ({}); join them anyway with --allow-mixed-machines",
                 d.display(),
-                dirs[0].display()
+                dirs[0].display(),
+                diff.join(", ")
+            )));
+        }
+        if m.profile != first.profile {
+            return Err(usage(format!(
+                "{} is a `{}` run and {} a `{}` run; merge runs of one profile",
+                d.display(),
+                m.profile.name(),
+                dirs[0].display(),
+                first.profile.name()
             )));
         }
     }
+    // The union of the runs' claims: shards of one plan share all of them; runs of different
+    // suites (say, one on the GPU and one on the CPU cores beside it) share none. A claim in
+    // several runs must have been planned the same way in each.
+    let mut claims: Vec<ResolvedClaim> = vec![];
+    for (d, m) in dirs.iter().zip(&manifests) {
+        for c in &m.claims {
+            match claims.iter().find(|u| u.id == c.id) {
+                Some(u) if u.hash != c.hash || !u.cases.iter().map(identity).eq(c.cases.iter().map(identity)) => {
+                    return Err(usage(format!(
+                        "{} planned `{}` from different suites or options than an earlier folder",
+                        d.display(),
+                        c.id
+                    )));
+                }
+                Some(_) => {}
+                None => claims.push(c.clone()),
+            }
+        }
+    }
+    let planned: BTreeMap<&str, &str> =
+        claims.iter().flat_map(|c| &c.cases).map(|c| (c.case_id.as_str(), c.hash.as_str())).collect();
     let mut found: BTreeMap<String, (PathBuf, CaseRecord)> = BTreeMap::new();
     for (d, m) in dirs.iter().zip(&manifests) {
-        for (hash, r) in run::read_records(d, &m.claims) {
+        for (_, mut r) in run::read_records(d, &m.claims) {
+            // Filed under the first shard's plan; a record planned elsewhere keeps its own hash.
+            let hash = planned.get(r.case_id.as_str()).map(|h| h.to_string()).unwrap_or_else(|| r.hash.clone());
+            if hash != r.hash {
+                r.meta.insert("planned_hash".into(), std::mem::replace(&mut r.hash, hash.clone()));
+                r = r.sealed();
+            }
             if let Some((other, _)) = found.get(&hash) {
                 return Err(usage(format!("case {} is in both {} and {}", r.case_id, other.display(), d.display())));
             }
             found.insert(hash, (d.clone(), r));
         }
     }
-    let missing: Vec<&str> = first
-        .claims
+    let missing: Vec<&str> = claims
         .iter()
         .flat_map(|c| &c.cases)
         .filter(|c| !found.contains_key(&c.hash))
@@ -405,8 +579,9 @@ fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<i32> {
     if !missing.is_empty() {
         return Err(usage(format!("{} case(s) missing from every shard, e.g. {}", missing.len(), missing[0])));
     }
-    let manifest = Manifest { shard: None, ..first.clone() };
+    let manifest = Manifest { shard: None, claims, ..first.clone() };
     std::fs::create_dir_all(out.join("cases"))?;
+    let _lock = crate::atomic::FolderLock::acquire(&out).map_err(usage)?;
     write_json(&run::manifest_path(&out), &manifest)?;
     let mut records = BTreeMap::new();
     for (hash, (_, r)) in found {
@@ -437,8 +612,10 @@ pub fn main() -> i32 {
         Command::List { paths, claim } => cmd_list(paths, claim),
         Command::Run(a) => cmd_run(a),
         Command::Report { dir } => cmd_report(dir),
-        Command::Compare { run, baseline, rel, abs } => cmd_compare(run, baseline, rel, abs),
-        Command::Merge { dirs, out } => cmd_merge(dirs, out),
+        Command::Compare { run, baseline, rel, abs, format } => cmd_compare(run, baseline, rel, abs, &format),
+        Command::Merge { dirs, out, allow_mixed_machines, no_fail_exit } => {
+            cmd_merge(dirs, out, allow_mixed_machines).map(|c| if no_fail_exit { 0 } else { c })
+        }
         Command::Flops(a) => flops::run(a).map_err(usage),
         Command::Fd(a) => fd::run(a).map_err(usage),
         Command::Schema => cmd_schema(),

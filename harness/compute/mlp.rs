@@ -31,13 +31,22 @@ fn default_freq() -> u64 {
 impl MlpConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = vec![];
-        require(&mut e, self.data_dim >= 1, "data_dim", "must be at least 1");
-        require(&mut e, self.width >= 1, "width", "must be at least 1");
+        // Each field bounded so that counting stays instant and no product overflows; what is
+        // still too big to train is refused by the run's memory check (`--max-memory`).
+        require(&mut e, (1..=1_000_000).contains(&self.data_dim), "data_dim", "must be between 1 and 1,000,000");
+        require(&mut e, (1..=1_000_000).contains(&self.width), "width", "must be between 1 and 1,000,000");
+        require(&mut e, self.depth <= 10_000, "depth", "must be at most 10,000");
         require(
             &mut e,
-            self.time_features >= 2 && self.time_features.is_multiple_of(2),
+            self.classes.is_none_or(|k| (1..=1_000_000).contains(&k)),
+            "classes",
+            "must be between 1 and 1,000,000",
+        );
+        require(
+            &mut e,
+            (2..=65_536).contains(&self.time_features) && self.time_features.is_multiple_of(2),
             "time_features",
-            "must be even and at least 2",
+            "must be even, between 2 and 65,536",
         );
         e
     }

@@ -11,13 +11,13 @@
 //! taken on their pixels alone (no reconstruction loss). Without a mixer the same dropping is
 //! naive masking. Sampling always runs on every patch.
 
-use super::broadcast;
-use super::gelu::gelu;
-use super::layers::{cross_attention, layer_norm, linear, modulated_norm, self_attention, softmax};
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::dit::{DitBlock, DitConfig};
 use crate::compute::ModelConfig;
 use crate::diffusion::PredictionType;
+use crate::ops::{
+    broadcast, cross_attention, gelu, layer_norm, linear, modulated_norm, param, self_attention, softmax,
+};
 use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 
@@ -81,7 +81,14 @@ fn pos_embed(side: usize, d: usize, device: &Device) -> Result<Tensor> {
 }
 
 impl Dit {
-    pub fn new(cfg: &DitConfig, prediction: PredictionType, device: &Device, dtype: DType, seed: u64) -> Result<Self> {
+    pub fn new(
+        cfg: &DitConfig,
+        prediction: PredictionType,
+        device: &Device,
+        dtype: impl Into<super::Dtypes>,
+        seed: u64,
+    ) -> Result<Self> {
+        let dtype = dtype.into();
         let mut rng = Rng::new(seed);
         let mut p = Params::new(device, dtype);
         let d = cfg.hidden as usize;
@@ -160,7 +167,7 @@ impl Dit {
         let final_ada = if adaptive { Some(lin(&mut p, &mut rng, "final.ada", d, 2 * d, Init::Zeros)?) } else { None };
         let out = lin(&mut p, &mut rng, "final.out", d, pp * pp * cfg.out_channels() as usize, Init::Zeros)?;
         let label = p.add("label", &[cfg.num_classes as usize + 1, d], Init::Normal(0.02), &mut rng)?;
-        let pos = pos_embed((cfg.input_size / cfg.patch) as usize, de, device)?.to_dtype(dtype)?;
+        let pos = pos_embed((cfg.input_size / cfg.patch) as usize, de, device)?.to_dtype(dtype.compute)?;
         Ok(Dit {
             cfg: cfg.clone(),
             prediction,
@@ -305,7 +312,7 @@ impl Dit {
         label: Option<&[usize]>,
         mask_seed: Option<u64>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (dev, dt) = (self.params.device(), self.params.dtype());
+        let (dev, dt) = (self.params.device(), self.params.compute());
         let cfg = &self.cfg;
         let (bsz, s, p, cin) = (t.len(), cfg.input_size as usize, cfg.patch as usize, cfg.in_channels as usize);
         let side = s / p;
@@ -320,7 +327,7 @@ impl Dit {
             Some(l) => l.iter().map(|v| *v as u32).collect(),
             None => vec![null; bsz],
         };
-        let y_emb = self.label.as_tensor().index_select(&Tensor::from_vec(ids, bsz, dev)?, 0)?;
+        let y_emb = param(&self.label, &tf)?.index_select(&Tensor::from_vec(ids, bsz, dev)?, 0)?;
         let c = (&t_emb + &y_emb)?;
         let cond_tokens = Tensor::stack(&[&t_emb, &y_emb], 1)?;
 

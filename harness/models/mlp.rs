@@ -1,8 +1,9 @@
 //! The MLP denoiser (see `compute::MlpConfig` for the architecture and its counts).
 
-use super::{linear, timestep_features, Init, MacCounter, Network, Params, Result};
+use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{MlpConfig, ModelConfig};
 use crate::diffusion::PredictionType;
+use crate::ops::{matmul_add as linear, param};
 use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -31,7 +32,7 @@ impl Mlp {
         cfg: &MlpConfig,
         prediction: PredictionType,
         device: &Device,
-        dtype: DType,
+        dtype: impl Into<super::Dtypes>,
         seed: u64,
     ) -> Result<Self> {
         let mut rng = Rng::new(seed);
@@ -81,7 +82,7 @@ impl Network for Mlp {
     }
 
     fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
-        let (dev, dt) = (self.params.device(), self.params.dtype());
+        let (dev, dt) = (self.params.device(), self.params.compute());
         let tf = timestep_features(t, self.cfg.time_features as usize, dev)?.to_dtype(dt)?;
         let x = &x.to_dtype(dt)?;
         let mut c =
@@ -93,7 +94,7 @@ impl Network for Mlp {
                 None => vec![null; t.len()],
             };
             let ids = Tensor::from_vec(ids, t.len(), dev)?;
-            c = (c + table.as_tensor().index_select(&ids, 0)?)?;
+            c = (&c + param(table, &c)?.index_select(&ids, 0)?)?;
         }
         let mut h = linear(x, &self.input.0, &self.input.1, &self.macs)?;
         for [(w1, b1), (w2, b2)] in &self.blocks {

@@ -24,27 +24,16 @@ macro_rules! network_accessors {
     };
 }
 
-mod attention;
-pub mod broadcast;
-pub mod conv;
-pub(crate) mod cpu_op;
-pub(crate) use cpu_op::wide;
 pub mod dit;
-pub mod gelu;
-mod gemm;
-pub mod layer_norm;
-pub mod layers;
-pub mod linear;
 pub mod mlp;
-pub mod norm;
 pub mod unet;
 
 use crate::compute::ModelConfig;
 use crate::diffusion::{Model, PredictionType, Time};
 use crate::seed::Rng;
 use candle_core::{DType, Device, Tensor, Var};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::ops::MacCounter;
 pub use dit::Dit;
 pub use mlp::Mlp;
 pub use unet::Unet;
@@ -57,6 +46,54 @@ pub struct Params {
     pub vars: Vec<(String, Var)>,
     device: Device,
     dtype: DType,
+    /// The dtype activations are computed in: `dtype`, or bf16 over f32 parameters (mixed
+    /// precision; the ops cast each parameter to the activations' dtype).
+    compute: DType,
+}
+
+/// The dtype a model keeps its parameters in and the dtype it computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dtypes {
+    pub storage: DType,
+    pub compute: DType,
+}
+
+impl From<DType> for Dtypes {
+    fn from(d: DType) -> Self {
+        Dtypes { storage: d, compute: d }
+    }
+}
+
+/// How a run trains and samples: f32 throughout, or bf16 mixed precision (bf16 activations and
+/// GEMMs; f32 parameters, gradients, optimizer moments and EMA, as PyTorch's autocast).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Bf16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    pub fn dtypes(self) -> Dtypes {
+        match self {
+            Precision::F32 => DType::F32.into(),
+            Precision::Bf16 => Dtypes { storage: DType::F32, compute: DType::BF16 },
+        }
+    }
 }
 
 pub enum Init {
@@ -67,12 +104,23 @@ pub enum Init {
 }
 
 impl Params {
-    pub fn new(device: &Device, dtype: DType) -> Self {
-        Params { vars: vec![], device: device.clone(), dtype }
+    pub fn new(device: &Device, dtypes: impl Into<Dtypes>) -> Self {
+        let Dtypes { storage, compute } = dtypes.into();
+        Params { vars: vec![], device: device.clone(), dtype: storage, compute }
     }
 
+    /// The parameters' dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The activations' dtype.
+    pub fn compute(&self) -> DType {
+        self.compute
+    }
+
+    pub fn dtypes(&self) -> Dtypes {
+        Dtypes { storage: self.dtype, compute: self.compute }
     }
 
     pub fn add(&mut self, name: &str, shape: &[usize], init: Init, rng: &mut Rng) -> Result<Var> {
@@ -138,9 +186,10 @@ pub fn build(
     cfg: &ModelConfig,
     prediction: PredictionType,
     device: &Device,
-    dtype: DType,
+    dtypes: impl Into<Dtypes>,
     seed: u64,
 ) -> std::result::Result<Box<dyn Network>, String> {
+    let dtype = dtypes.into();
     let e = |e: candle_core::Error| e.to_string();
     Ok(match cfg {
         ModelConfig::Mlp(c) => Box::new(Mlp::with_dtype(c, prediction, device, dtype, seed).map_err(e)?),
@@ -153,7 +202,7 @@ pub fn build(
 /// The same architecture with parameters taken from `values` (in `params` order), e.g. the EMA.
 pub fn with_values(net: &dyn Network, values: &[Tensor]) -> std::result::Result<Box<dyn Network>, String> {
     let p = net.params();
-    let m = build(&net.config(), net.prediction(), p.device(), p.dtype(), 0)?;
+    let m = build(&net.config(), net.prediction(), p.device(), p.dtypes(), 0)?;
     for ((_, v), t) in m.params().vars.iter().zip(values) {
         v.set(t).map_err(|e| e.to_string())?;
     }
@@ -177,28 +226,6 @@ impl Model for Box<dyn Network> {
         };
         run().unwrap_or_else(|e| panic!("the model's forward pass failed: {e}"))
     }
-}
-
-/// Counts multiply-accumulates as a forward pass runs, to check the analytic counts. Atomic
-/// (parts of a training batch run on several threads); counts are whole numbers, so the sum
-/// does not depend on the order the threads add them in.
-#[derive(Default)]
-pub struct MacCounter(AtomicU64);
-
-impl MacCounter {
-    pub fn add(&self, n: f64) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    pub fn take(&self) -> f64 {
-        self.0.swap(0, Ordering::Relaxed) as f64
-    }
-}
-
-/// x·W + b for x [rows, in], W [in, out], counting rows·in·out MACs.
-pub fn linear(x: &Tensor, w: &Var, b: &Var, macs: &MacCounter) -> Result<Tensor> {
-    let (rows, fan_in) = x.dims2()?;
-    macs.add((rows * fan_in * w.dim(1)?) as f64);
-    broadcast::add(&x.matmul(w.as_tensor())?, b.as_tensor())
 }
 
 /// Sinusoidal features of timesteps: [cos(t·f_k), sin(t·f_k)], f_k = 10000^(−k/(n/2)).

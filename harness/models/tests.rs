@@ -163,16 +163,16 @@ fn unet_gradients_match_finite_differences() {
 fn composed_layers_match_their_definitions() {
     let dev = Device::Cpu;
     let x = Tensor::new(&[[1.0f64, 2.0, 4.0], [0.0, 0.0, 3.0]], &dev).unwrap();
-    let s = layers::softmax(&x).unwrap().to_vec2::<f64>().unwrap();
+    let s = crate::ops::softmax(&x).unwrap().to_vec2::<f64>().unwrap();
     let e: f64 = [1.0f64, 2.0, 4.0].iter().map(|v| v.exp()).sum();
     assert!((s[0][2] - 4f64.exp() / e).abs() < 1e-12);
-    let n = layers::layer_norm(&x, 0.0).unwrap().to_vec2::<f64>().unwrap();
+    let n = crate::ops::layer_norm(&x, 0.0).unwrap().to_vec2::<f64>().unwrap();
     let (m, v) =
         (7.0 / 3.0, ((1.0f64 - 7.0 / 3.0).powi(2) + (2.0f64 - 7.0 / 3.0).powi(2) + (4.0f64 - 7.0 / 3.0).powi(2)) / 3.0);
     assert!((n[0][0] - (1.0 - m) / v.sqrt()).abs() < 1e-12);
     // Nearest upsampling copies each pixel into a 2×2 block.
     let img = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &dev).unwrap().reshape((1, 1, 2, 2)).unwrap();
-    let up = layers::upsample2x(&img).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let up = crate::ops::upsample2x(&img).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(up, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0]);
 }
 
@@ -308,5 +308,80 @@ fn gradients_are_the_same_bits_on_one_and_two_threads() {
     };
     for cfg in [unet(8, true), dit(DitBlock::AdalnZero, false)] {
         assert!(run(1, &cfg) == run(2, &cfg), "{cfg:?}");
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ over all elements, in f64.
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let v = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let (a, b) = (v(a), v(b));
+    let norm = b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm
+}
+
+/// Mixed precision (bf16 activations over f32 parameters) takes the ops' compositions, the path
+/// a GPU runs: every model's output (to 5%, relative norm) and every parameter's gradient must
+/// stay within bf16's rounding of the f32 run's, and the gradients must arrive in f32 (the master
+/// weights' dtype). A model whose ops dropped the cast, or a gradient, fails here.
+#[test]
+fn mixed_precision_tracks_f32_and_keeps_f32_gradients() {
+    let dev = Device::Cpu;
+    let mut configs = all_configs();
+    configs.push(masked(1, 0.5));
+    for cfg in configs {
+        // candle's CPU conv2d has no bf16 GEMM ("unsupported dtype BF16 for op matmul"): the
+        // UNet's mixed precision is checked on the GPU only (tests/cuda.rs).
+        if matches!(cfg, ModelConfig::Unet(_)) {
+            continue;
+        }
+        let full = build(&cfg, PredictionType::Epsilon, &dev, DType::F32, 3).unwrap();
+        let mixed = build(&cfg, PredictionType::Epsilon, &dev, Precision::Bf16.dtypes(), 3).unwrap();
+        assert_eq!(mixed.params().dtype(), DType::F32);
+        let mut r = Rng::new(11);
+        for ((_, a), (_, b)) in full.params().vars.iter().zip(&mixed.params().vars) {
+            let noise: Vec<f32> = (0..a.elem_count()).map(|_| (0.3 * r.normal()) as f32).collect();
+            let t = Tensor::from_vec(noise, a.shape(), &dev).unwrap();
+            a.set(&t).unwrap();
+            b.set(&t).unwrap();
+        }
+        let (rows, d) = (4, cfg.data_dim());
+        // Inputs exactly representable in bf16, so both runs see the same data.
+        let x =
+            Tensor::from_vec((0..rows * d).map(|_| r.normal() as f32).collect::<Vec<_>>(), (rows, d), &dev).unwrap();
+        let x = x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+        let lab = labels(full.as_ref(), rows);
+        let run = |net: &dyn Network| {
+            let out = net.forward(&x, &[10.0, 300.0, 600.0, 990.0], lab.as_deref()).unwrap();
+            let grads = out.to_dtype(DType::F32).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let g: Vec<Tensor> = net
+                .params()
+                .vars
+                .iter()
+                .map(|(n, v)| grads.get(v).unwrap_or_else(|| panic!("{cfg:?}: no gradient reached `{n}`")).clone())
+                .collect();
+            (out, g)
+        };
+        let ((y32, g32), (y16, g16)) = (run(full.as_ref()), run(mixed.as_ref()));
+        assert_eq!(y16.dtype(), DType::BF16, "{cfg:?}: the activations are not bf16");
+        // Expert-choice routing takes the top-k tokens by router probability: bf16 rounding can
+        // change which, a discontinuity no tolerance covers, so MoE is held to the dtypes only.
+        let routed = matches!(&cfg, ModelConfig::Dit(c) if c.experts.is_some());
+        assert!(routed || rel_diff(&y16, &y32) < 0.05, "{cfg:?}: output off by {}", rel_diff(&y16, &y32));
+        for (((name, _), a), b) in full.params().vars.iter().zip(&g16).zip(&g32) {
+            assert_eq!(a.dtype(), DType::F32, "{name}: gradient not in the master dtype");
+            if routed {
+                continue;
+            }
+            let e = rel_diff(a, b);
+            // Most gradients agree to ~2%; a sum with much cancellation (DiT's patch embedding,
+            // Σ x·∂y over random inputs) to ~14%. A dropped cast or a wrong composition is off by
+            // ~100%.
+            assert!(e < 0.3, "{cfg:?}: gradient of `{name}` off by {e}");
+        }
+        // Control: the same bound fails a model whose parameters are off by 20%.
+        for (_, v) in &mixed.params().vars {
+            v.set(&(v.as_tensor() * 1.2).unwrap()).unwrap();
+        }
+        assert!(routed || rel_diff(&run(mixed.as_ref()).0, &y32) > 0.05, "{cfg:?}: the comparison is blind");
     }
 }

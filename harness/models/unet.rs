@@ -8,15 +8,14 @@
 //! ADM (Dhariwal & Nichol 2021), the last conv of every residual branch and the output conv start
 //! at zero, so the untrained network is close to the identity on its skips.
 
-use super::broadcast;
-use super::gelu::geglu;
-use super::layers::{layer_norm_affine, linear, self_attention, upsample2x};
-use super::norm::group_norm;
 use super::{timestep_features, Init, MacCounter, Network, Params, Result};
 use crate::compute::{ModelConfig, UnetConfig};
 use crate::diffusion::PredictionType;
+use crate::ops::{
+    broadcast, conv2d, geglu, group_norm_silu, layer_norm_affine, linear, param, self_attention, upsample2x,
+};
 use crate::seed::Rng;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 const GN_EPS: f64 = 1e-5;
 const LN_EPS: f64 = 1e-5;
@@ -135,7 +134,14 @@ impl Builder<'_> {
 }
 
 impl Unet {
-    pub fn new(cfg: &UnetConfig, prediction: PredictionType, device: &Device, dtype: DType, seed: u64) -> Result<Self> {
+    pub fn new(
+        cfg: &UnetConfig,
+        prediction: PredictionType,
+        device: &Device,
+        dtype: impl Into<super::Dtypes>,
+        seed: u64,
+    ) -> Result<Self> {
+        let dtype = dtype.into();
         if cfg.cross_attention_dim.is_some() || cfg.addition_embed_dim.is_some() {
             candle_core::bail!(
                 "the trainable UNet is class-conditional: set cross_attention_dim and addition_embed_dim to null"
@@ -221,7 +227,7 @@ impl Unet {
     /// A k×k convolution with "same" padding (k odd), counting Hout·Wout·cin·cout·k² MACs.
     fn conv(&self, x: &Tensor, c: &Conv) -> Result<Tensor> {
         let (cout, cin, k, _) = c.w.dims4()?;
-        let y = super::conv::conv2d(x, c.w.as_tensor(), Some(c.b.as_tensor()), k / 2, c.stride)?;
+        let y = conv2d(x, &param(&c.w, x)?, Some(&param(&c.b, x)?), k / 2, c.stride)?;
         let (bsz, _, h, w) = y.dims4()?;
         self.macs.add((bsz * h * w * cin * cout * k * k) as f64);
         Ok(y)
@@ -229,15 +235,7 @@ impl Unet {
 
     /// GroupNorm, then SiLU if `silu` (one fused op on the CPU).
     fn gn(&self, x: &Tensor, n: &Norm, silu: bool) -> Result<Tensor> {
-        if x.device().is_cpu() {
-            return group_norm(x, self.cfg.norm_groups as usize, n.0.as_tensor(), n.1.as_tensor(), GN_EPS, silu);
-        }
-        let y = super::layers::group_norm(x, self.cfg.norm_groups as usize, &n.0, &n.1, GN_EPS)?;
-        if silu {
-            y.silu()
-        } else {
-            Ok(y)
-        }
+        group_norm_silu(x, self.cfg.norm_groups as usize, &n.0, &n.1, GN_EPS, silu)
     }
 
     fn ln(&self, x: &Tensor, n: &Norm) -> Result<Tensor> {
@@ -289,7 +287,7 @@ impl Network for Unet {
     }
 
     fn forward(&self, x: &Tensor, t: &[f64], label: Option<&[usize]>) -> Result<Tensor> {
-        let (dev, dt) = (self.params.device(), self.params.dtype());
+        let (dev, dt) = (self.params.device(), self.params.compute());
         let (bsz, s, cin) = (t.len(), self.cfg.sample_size as usize, self.cfg.in_channels as usize);
         let c0 = self.cfg.widths()[0] as usize;
         let tf = timestep_features(t, c0, dev)?.to_dtype(dt)?;
@@ -299,7 +297,7 @@ impl Network for Unet {
                 Some(l) => l.iter().map(|v| *v as u32).collect(),
                 None => vec![k as u32; bsz],
             };
-            temb = (temb + table.as_tensor().index_select(&Tensor::from_vec(ids, bsz, dev)?, 0)?)?;
+            temb = (&temb + param(table, &temb)?.index_select(&Tensor::from_vec(ids, bsz, dev)?, 0)?)?;
         }
         let x = x.to_dtype(dt)?.reshape((bsz, s, s, cin))?.permute((0, 3, 1, 2))?.contiguous()?;
         let mut h = self.conv(&x, &self.conv_in)?;

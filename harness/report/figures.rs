@@ -512,12 +512,18 @@ pub fn write_figure(dir: &Path, stem: &str, plot: &Plot) -> std::io::Result<()> 
     let size = plot_size(plot);
     let mut svg = String::new();
     draw_plot(SVGBackend::with_string(&mut svg, size).into_drawing_area(), plot).map_err(std::io::Error::other)?;
-    crate::run::record::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
-    // The bitmap backend writes the file itself: draw to a temporary name, then rename.
-    let png = dir.join(format!("{stem}.png"));
-    let tmp = dir.join(format!(".{stem}.tmp-{}.png", std::process::id()));
-    draw_plot(BitMapBackend::new(&tmp, size).into_drawing_area(), plot).map_err(std::io::Error::other)?;
-    std::fs::rename(&tmp, &png)
+    crate::atomic::write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
+    // Drawn into memory and encoded here, so the PNG too goes through the one atomic writer.
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+    draw_plot(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(), plot).map_err(std::io::Error::other)?;
+    let mut bytes = vec![];
+    {
+        let mut enc = png::Encoder::new(&mut bytes, size.0, size.1);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().and_then(|mut w| w.write_image_data(&rgb)).map_err(std::io::Error::other)?;
+    }
+    crate::atomic::write_atomic(&dir.join(format!("{stem}.png")), &bytes)
 }
 
 /// Draw every claim's figure; returns claim id → file stem for the report to link.

@@ -4,10 +4,11 @@ pub mod compare;
 pub mod figures;
 mod sweep_figures;
 
+use crate::atomic::{write_atomic, write_json};
 use crate::check::Verdict;
 use crate::fit::fmt_num;
 use crate::run::judge::ClaimResult;
-use crate::run::record::{write_atomic, write_json, CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
+use crate::run::record::{CaseRecord, Machine, GIT_COMMIT, SCHEMA_VERSION, VERSION};
 use crate::run::Manifest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -27,6 +27,8 @@ pub struct CaseCtx<'a> {
     pub seed: u64,
     /// Where a long case keeps its checkpoint (resumed if present).
     pub checkpoint: Option<std::path::PathBuf>,
+    /// The device and precision the case's models train and sample on.
+    pub backend: &'a super::backend::Backend,
 }
 
 impl<'a> CaseCtx<'a> {
@@ -47,6 +49,7 @@ impl<'a> CaseCtx<'a> {
             replicate: self.replicate,
             seed: self.seed,
             checkpoint: None,
+            backend: self.backend,
         }
     }
 }

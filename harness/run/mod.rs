@@ -5,6 +5,8 @@
 //! the same command reuses every finished case whose content hash matches and re-runs failed
 //! or missing ones, so a killed run loses at most the cases that were in flight.
 
+pub mod backend;
+pub mod cost;
 pub mod experiment;
 pub mod judge;
 pub mod record;
@@ -52,7 +54,15 @@ fn hash_json(v: &serde_json::Value) -> String {
 }
 
 /// Resolve the selected claims of `suites` for `profile` and expand their cases.
-pub fn plan(suites: &[Suite], claim_glob: Option<&str>, profile: Profile, seeds: Option<u32>) -> Vec<ResolvedClaim> {
+/// `numerics` (where the cases will run) is part of each case's content hash: a case is reused
+/// only by a run that would compute the same bits.
+pub fn plan(
+    suites: &[Suite],
+    claim_glob: Option<&str>,
+    profile: Profile,
+    seeds: Option<u32>,
+    numerics: &record::Numerics,
+) -> Vec<ResolvedClaim> {
     let mut out = vec![];
     for s in suites {
         for c in &s.claims {
@@ -89,6 +99,7 @@ pub fn plan(suites: &[Suite], claim_glob: Option<&str>, profile: Profile, seeds:
                         "profile": profile, "kind": e.kind_name(),
                         "row": spec.row, "replicate": spec.replicate, "seed": seed,
                         "payload": spec.payload,
+                        "numerics": numerics,
                     }));
                     rc.cases.push(PlannedCase {
                         case_id: format!("{}@{key}", c.doc.id),
@@ -174,13 +185,13 @@ pub fn run_cases(
     out: &Path,
     shard: Option<Shard>,
     fresh: bool,
-    machine: &Machine,
+    backend: &backend::Backend,
     jobs: usize,
     progress: &mut dyn Progress,
 ) -> std::io::Result<BTreeMap<String, CaseRecord>> {
     let cases_dir = out.join("cases");
     std::fs::create_dir_all(&cases_dir)?;
-    record::clean_temporaries(&cases_dir);
+    crate::atomic::clean_temporaries(&cases_dir);
     let owned = |c: &PlannedCase| shard.is_none_or(|s| s.owns(&c.case_id));
     progress.start(claims.iter().flat_map(|c| &c.cases).filter(|c| owned(c)).count());
     let mut records = BTreeMap::new();
@@ -193,7 +204,7 @@ pub fn run_cases(
         let specs = experiment::expand(exp, Some(claim.cases.iter().map(|c| c.replicate + 1).max().unwrap_or(1)));
         for pc in claim.cases.iter().filter(|c| owned(c)) {
             if !fresh {
-                if let Some(r) = record::reusable(&record::case_path(out, &pc.hash), &pc.hash) {
+                if let Some(r) = record::reusable(&record::case_path(out, &pc.hash), &pc.hash, &pc.case_id) {
                     progress.case(&claim.id, &pc.row, true);
                     records.insert(pc.hash.clone(), r);
                     continue;
@@ -224,8 +235,8 @@ pub fn run_cases(
                 pool.install(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some((claim, exp, pc, spec)) = pending.get(i) else { break };
-                    let r = run_one(claim, exp, pc, spec, out, machine);
-                    let written = record::write_json(&record::case_path(out, &pc.hash), &r).map(|_| r);
+                    let r = run_one(claim, exp, pc, spec, out, backend);
+                    let written = crate::atomic::write_json(&record::case_path(out, &pc.hash), &r).map(|_| r);
                     if tx.send(written).is_err() {
                         break;
                     }
@@ -251,7 +262,7 @@ fn run_one(
     pc: &PlannedCase,
     spec: &experiment::CaseSpec,
     out: &Path,
-    machine: &Machine,
+    backend: &backend::Backend,
 ) -> CaseRecord {
     let started = record::now_unix();
     let t0 = std::time::Instant::now();
@@ -261,6 +272,7 @@ fn run_one(
         replicate: pc.replicate,
         seed: pc.seed,
         checkpoint: Some(out.join("checkpoints").join(format!("{}.safetensors", pc.hash))),
+        backend,
     };
     let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
         .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
@@ -284,10 +296,12 @@ fn run_one(
         reason,
         values,
         meta: experiment::meta(exp),
-        machine: machine.clone(),
+        machine: backend.machine.clone(),
         started_unix: started,
         seconds: t0.elapsed().as_secs_f64(),
+        integrity: String::new(),
     }
+    .sealed()
 }
 
 /// Read the records of `claims` from a run directory (missing ones are simply absent).
@@ -296,8 +310,7 @@ pub fn read_records(out: &Path, claims: &[ResolvedClaim]) -> BTreeMap<String, Ca
         .iter()
         .flat_map(|c| &c.cases)
         .filter_map(|pc| {
-            let text = std::fs::read_to_string(record::case_path(out, &pc.hash)).ok()?;
-            let r: CaseRecord = serde_json::from_str(&text).ok()?;
+            let r = record::read_verified(&record::case_path(out, &pc.hash))?;
             (r.hash == pc.hash).then(|| (pc.hash.clone(), r))
         })
         .collect()

@@ -1,9 +1,9 @@
-//! The one result writer: every file diffscale writes goes through [`write_atomic`], and every
-//! case result is a [`CaseRecord`] named by its content hash.
+//! Case records: every case result is a [`CaseRecord`] named by its content hash and sealed by
+//! an integrity hash of its own contents; files are written by the one atomic writer
+//! ([`crate::atomic`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the result-file format; bump when a field changes meaning.
@@ -11,47 +11,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_COMMIT: &str = env!("DIFFSCALE_GIT_COMMIT");
-
-/// Write `bytes` to `path` so that a reader (or a crash) sees the old file or the new one,
-/// never a torn one: write a temporary file beside it, flush it to disk, rename it over.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    // Persist the rename itself (best effort: not every filesystem lets a folder be synced).
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let mut s = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    s.push('\n');
-    write_atomic(path, s.as_bytes())
-}
-
-/// Remove temporary files a killed run left behind.
-pub fn clean_temporaries(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            if n.starts_with('.') && n.ends_with(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
+pub const CANDLE_VERSION: &str = env!("DIFFSCALE_CANDLE_VERSION");
+pub const RUSTC_VERSION: &str = env!("DIFFSCALE_RUSTC_VERSION");
+/// The CUDA toolkit of a `--features cuda` build; `none` otherwise.
+pub const CUDA_TOOLKIT: &str = env!("DIFFSCALE_CUDA_TOOLKIT");
 
 /// The machine a case ran on.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,10 +23,78 @@ pub struct Machine {
     pub threads: usize,
     pub os: String,
     pub device: String,
+    /// What decides the bits of a result (also part of every case's content hash).
+    #[serde(default)]
+    pub numerics: Numerics,
+}
+
+/// Everything about where a case ran that can change its bits: two runs with equal numerics (and
+/// the same commit and inputs) give bitwise-identical CPU results; on a GPU, results agree within
+/// the tolerance the README states, not bitwise.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Numerics {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The GPU's model and driver (empty on the CPU).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gpu: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// The CUDA toolkit the kernels were compiled with (`none` in a CPU build).
+    pub cuda_toolkit: String,
+    /// `f32`, or `bf16` mixed precision.
+    pub precision: String,
+    /// The CPU's vector instruction set as the GEMM and our kernels see it (AVX-512 and AVX2
+    /// paths sum in different orders, so their bits differ).
+    pub isa: String,
+    pub candle: String,
+    pub rustc: String,
+}
+
+impl Numerics {
+    /// The fields in which `self` and `other` differ, as `field: a ≠ b`.
+    pub fn differences(&self, other: &Numerics) -> Vec<String> {
+        let (a, b) = (serde_json::to_value(self).unwrap_or_default(), serde_json::to_value(other).unwrap_or_default());
+        let keys: std::collections::BTreeSet<&String> =
+            a.as_object().into_iter().chain(b.as_object()).flat_map(|m| m.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(k.as_str()) != b.get(k.as_str()))
+            .map(|k| {
+                let show =
+                    |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("–").to_string();
+                format!("{k}: {} ≠ {}", show(&a, k), show(&b, k))
+            })
+            .collect()
+    }
+}
+
+/// The vector instruction set this process runs on.
+pub fn detect_isa() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = |f: bool, n: &'static str| f.then_some(n);
+        let found: Vec<&str> = [
+            has(std::arch::is_x86_feature_detected!("avx512f"), "avx512f"),
+            has(std::arch::is_x86_feature_detected!("avx2"), "avx2"),
+            has(std::arch::is_x86_feature_detected!("fma"), "fma"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if found.is_empty() {
+            "x86_64".into()
+        } else {
+            format!("x86_64+{}", found.join("+"))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.into()
+    }
 }
 
 impl Machine {
-    pub fn detect(device: &str) -> Self {
+    pub fn detect(numerics: &Numerics) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -77,7 +108,8 @@ impl Machine {
             cpu,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-            device: device.to_string(),
+            device: numerics.device.clone(),
+            numerics: numerics.clone(),
         }
     }
 }
@@ -116,6 +148,9 @@ pub struct CaseRecord {
     pub machine: Machine,
     pub started_unix: f64,
     pub seconds: f64,
+    /// `content_hash()` when it was written; a record whose contents no longer match is not used.
+    #[serde(default)]
+    pub integrity: String,
 }
 
 pub fn case_path(out: &Path, hash: &str) -> PathBuf {
@@ -123,10 +158,43 @@ pub fn case_path(out: &Path, hash: &str) -> PathBuf {
 }
 
 /// A finished case at `path`, if there is one that can be reused (failed ones never are).
-pub fn reusable(path: &Path, hash: &str) -> Option<CaseRecord> {
+/// A record that was edited, or another case's file renamed (its hash field edited to match),
+/// is not reused: it is recomputed with a warning.
+pub fn reusable(path: &Path, hash: &str, case_id: &str) -> Option<CaseRecord> {
+    let r = read_verified(path)?;
+    (r.status == CaseStatus::Ok && r.hash == hash && r.case_id == case_id && r.schema_version == SCHEMA_VERSION)
+        .then_some(r)
+}
+
+/// The record at `path` if it parses and its integrity hash matches its contents; a record that
+/// does not match is reported on stderr (once per file) and treated as absent.
+pub fn read_verified(path: &Path) -> Option<CaseRecord> {
     let text = std::fs::read_to_string(path).ok()?;
     let r: CaseRecord = serde_json::from_str(&text).ok()?;
-    (r.status == CaseStatus::Ok && r.hash == hash && r.schema_version == SCHEMA_VERSION).then_some(r)
+    if r.integrity != r.content_hash() {
+        eprintln!(
+            "warning: {} does not match its integrity hash (edited or swapped after it was written); it will be recomputed",
+            path.display()
+        );
+        return None;
+    }
+    Some(r)
+}
+
+impl CaseRecord {
+    /// blake3 of the record's canonical JSON with `integrity` empty: any change to a value, the
+    /// case identity or its hash field changes it.
+    pub fn content_hash(&self) -> String {
+        let bare = CaseRecord { integrity: String::new(), ..self.clone() };
+        let text = serde_json::to_string(&bare).unwrap_or_default();
+        blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
+    }
+
+    /// The record with its integrity hash set (after any change to it).
+    pub fn sealed(mut self) -> Self {
+        self.integrity = self.content_hash();
+        self
+    }
 }
 
 pub fn now_unix() -> f64 {
@@ -135,8 +203,6 @@ pub fn now_unix() -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn floats_round_trip_exactly_through_json() {
         // A report re-rendered from disk must equal the one judged in memory, bit for bit.
@@ -146,16 +212,5 @@ mod tests {
             let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
             assert_eq!(v.to_bits(), back.to_bits(), "{v}");
         }
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temporaries() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 1);
     }
 }

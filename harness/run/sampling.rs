@@ -149,7 +149,14 @@ mod tests {
     use crate::suite::MetricNullExp;
 
     fn ctx() -> CaseCtx<'static> {
-        CaseCtx { suite: "t", claim: "t/c", replicate: 0, seed: 1, checkpoint: None }
+        CaseCtx {
+            suite: "t",
+            claim: "t/c",
+            replicate: 0,
+            seed: 1,
+            checkpoint: None,
+            backend: super::super::backend::Backend::cpu(),
+        }
     }
 
     #[test]

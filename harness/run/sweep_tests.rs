@@ -11,7 +11,7 @@ use std::path::Path;
 fn claim(id: &str) -> ResolvedClaim {
     let file = format!("{}/suites/{}.yaml", env!("CARGO_MANIFEST_DIR"), id.split('/').next().unwrap());
     let suite = load_suite(Path::new(&file)).unwrap();
-    plan(&[suite], Some(id), Profile::Smoke, None).pop().unwrap()
+    plan(&[suite], Some(id), Profile::Smoke, None, super::backend::Backend::cpu().numerics()).pop().unwrap()
 }
 
 /// Run every case of `e` (as `claim` would) at the fewest seeds that can decide a check, and
@@ -22,7 +22,14 @@ fn run(c: &ResolvedClaim, e: &Experiment) -> ClaimData {
         .iter()
         .map(|s| {
             let seed = crate::seed::derive_seed(&c.suite, &c.id, &s.row, s.replicate);
-            let ctx = CaseCtx { suite: &c.suite, claim: &c.id, replicate: s.replicate, seed, checkpoint: None };
+            let ctx = CaseCtx {
+                suite: &c.suite,
+                claim: &c.id,
+                replicate: s.replicate,
+                seed,
+                checkpoint: None,
+                backend: super::backend::Backend::cpu(),
+            };
             (s.row.clone(), s.replicate, execute(e, s, &ctx).unwrap())
         })
         .collect();

@@ -8,7 +8,7 @@ use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
 use crate::seed::{derive_seed, substream};
 use crate::suite::{SampleFd, SamplerSweepExp, SizedModel, TrainSweepExp};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,7 +42,7 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
     // the same batches. Rows then differ only in what the claim varies.
     let what = serde_json::to_string(&sized.model).map_err(|e| e.to_string())?;
     let init = ctx.seed_for(&format!("init/{what}"));
-    let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, init)?;
+    let model = build(&sized.model, spec.prediction, &ctx.backend.device, ctx.backend.precision.dtypes(), init)?;
     if let Some(dir) = ctx.checkpoint.as_ref().and_then(|p| p.parent()) {
         std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
     }
@@ -111,14 +111,14 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
     let spec = e.training.as_ref().ok_or("a trained sweep needs `training`")?;
     let data = e.data.build();
     let pooled = pooled(&e.data, sized, spec, ctx)?;
-    let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, 0)?;
+    let model = build(&sized.model, spec.prediction, &ctx.backend.device, ctx.backend.precision.dtypes(), 0)?;
     let (report, err) = (&pooled.report, pooled.excess_error);
     let ema: Vec<Tensor> = model
         .params()
         .vars
         .iter()
         .zip(&pooled.ema)
-        .map(|((_, v), x)| Tensor::from_vec(x.clone(), v.shape(), &Device::Cpu))
+        .map(|((_, v), x)| Tensor::from_vec(x.clone(), v.shape(), &ctx.backend.device))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let trained = with_values(model.as_ref(), &ema)?;
@@ -205,7 +205,13 @@ fn pooled(
     cell.get_or_init(|| {
         let seed = derive_seed(ctx.suite, "trained-models", &what, ctx.replicate);
         let data = data.build();
-        let model = build(&sized.model, spec.prediction, &Device::Cpu, DType::F32, substream(seed, 0))?;
+        let model = build(
+            &sized.model,
+            spec.prediction,
+            &ctx.backend.device,
+            ctx.backend.precision.dtypes(),
+            substream(seed, 0),
+        )?;
         let (report, ema) = crate::train::train(model.as_ref(), &data, spec, substream(seed, 1), None)?;
         let trained = with_values(model.as_ref(), &ema)?;
         let excess_error =

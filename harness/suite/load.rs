@@ -70,6 +70,14 @@ fn include_list(files: &Files, root: &Node) -> Result<Vec<(String, super::yaml::
         .collect()
 }
 
+/// File reads per suite, includes counted each time they are read: an include graph without a
+/// cycle but with fan-out (each file including the next twice) would otherwise read 2ⁿ files.
+const MAX_FILE_READS: usize = 256;
+
+/// Nodes that expanding `use:` templates may produce per suite: a chain of templates each using
+/// the previous one twice grows as 2ⁿ (the committed suites expand to about 30,000).
+const MAX_EXPANDED_NODES: usize = 1_000_000;
+
 /// Parse `path` and merge its includes under it (includes first, this file wins).
 fn load_with_includes(files: &mut Files, path: &Path, stack: &mut Vec<PathBuf>) -> Result<Node, SuiteError> {
     let id = files.add(path.to_path_buf());
@@ -85,8 +93,20 @@ fn load_with_includes(files: &mut Files, path: &Path, stack: &mut Vec<PathBuf>) 
             let chain: Vec<String> = stack.iter().map(|p| p.display().to_string()).collect();
             return Err(files.error(loc, format!("include cycle: {} -> {}", chain.join(" -> "), canon.display())));
         }
-        if !target.is_file() {
+        if !target.exists() {
             return Err(files.error(loc, format!("included file `{}` does not exist", target.display())));
+        }
+        if !target.is_file() {
+            return Err(files.error(loc, format!("included `{}` is not a regular file", target.display())));
+        }
+        if files.paths.len() >= MAX_FILE_READS {
+            return Err(files.error(
+                loc,
+                format!(
+                    "more than {MAX_FILE_READS} file reads for one suite: files that include others more than \
+                     once are read exponentially often"
+                ),
+            ));
         }
         stack.push(canon);
         let inc = load_with_includes(files, &target, stack)?;
@@ -103,8 +123,27 @@ fn load_with_includes(files: &mut Files, path: &Path, stack: &mut Vec<PathBuf>) 
     })
 }
 
+/// Where template expansion stands: the chain of templates being expanded (to catch cycles) and
+/// the nodes produced so far (to bound the size of what acyclic templates can expand into).
+#[derive(Default)]
+struct Expansion {
+    stack: Vec<String>,
+    nodes: usize,
+}
+
 /// Replace every `use: NAME` mapping by the template merged under the mapping's own keys.
-fn resolve_uses(files: &Files, node: &Node, templates: &Node, stack: &mut Vec<String>) -> Result<Node, SuiteError> {
+fn resolve_uses(files: &Files, node: &Node, templates: &Node, ex: &mut Expansion) -> Result<Node, SuiteError> {
+    ex.nodes += 1;
+    if ex.nodes > MAX_EXPANDED_NODES {
+        return Err(files.error(
+            node.loc,
+            format!(
+                "expanding `use:` templates exceeds {MAX_EXPANDED_NODES} nodes here: templates that use other \
+                 templates more than once grow exponentially"
+            ),
+        ));
+    }
+    let stack = &mut ex.stack;
     match &node.kind {
         Kind::Map(m) => {
             let mut base: Option<Node> = None;
@@ -121,12 +160,12 @@ fn resolve_uses(files: &Files, node: &Node, templates: &Node, stack: &mut Vec<St
                     return Err(files.error(u.loc, format!("unknown template `{name}` (known: {})", known.join(", "))));
                 };
                 stack.push(name.to_string());
-                base = Some(resolve_uses(files, t, templates, stack)?);
-                stack.pop();
+                base = Some(resolve_uses(files, t, templates, ex)?);
+                ex.stack.pop();
             }
             let mut out = vec![];
             for (k, kl, v) in m.iter().filter(|(k, _, _)| k != "use") {
-                out.push((k.clone(), *kl, resolve_uses(files, v, templates, stack)?));
+                out.push((k.clone(), *kl, resolve_uses(files, v, templates, ex)?));
             }
             let own = Node { kind: Kind::Map(out), loc: node.loc };
             Ok(match base {
@@ -135,7 +174,7 @@ fn resolve_uses(files: &Files, node: &Node, templates: &Node, stack: &mut Vec<St
             })
         }
         Kind::Seq(s) => {
-            let items = s.iter().map(|v| resolve_uses(files, v, templates, stack)).collect::<Result<_, _>>()?;
+            let items = s.iter().map(|v| resolve_uses(files, v, templates, ex)).collect::<Result<_, _>>()?;
             Ok(Node { kind: Kind::Seq(items), loc: node.loc })
         }
         _ => Ok(node.clone()),
@@ -178,7 +217,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
     if !matches!(templates.kind, Kind::Map(_)) {
         return Err(files.error(templates.loc, "`templates` must be a mapping of name: fragment"));
     }
-    let root = resolve_uses(&files, &root.without("templates"), &templates, &mut vec![])?;
+    let root = resolve_uses(&files, &root.without("templates"), &templates, &mut Expansion::default())?;
     let doc: SuiteDoc = typed(&files, &root)?;
     if let Some((p, msg)) = validate::suite(&doc).into_iter().next() {
         return Err(files.error(root.locate_value(&p), msg));
@@ -241,6 +280,14 @@ pub fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
                 })
                 .collect();
             found.sort();
+            if found.is_empty() {
+                return Err(SuiteError::at(
+                    p,
+                    1,
+                    1,
+                    "no suite files (*.yaml, *.yml, not starting with `_`) in this folder".into(),
+                ));
+            }
             out.extend(found);
         } else if p.exists() {
             out.push(p.clone());

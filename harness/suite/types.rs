@@ -800,6 +800,10 @@ pub struct MonotoneCheck {
     pub min_relative_change: f64,
     #[serde(default)]
     pub rows: Option<Vec<String>>,
+    /// Only the rows where this column takes its largest value (e.g. `budget`: the top of an
+    /// isoFLOP grid, whatever budgets the profile runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_max: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]

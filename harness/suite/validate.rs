@@ -665,7 +665,11 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
             errata: &b.errata,
             band: Some((b.min, b.max)),
         },
-        Check::Monotone(m) => CheckRefs { rows: m.rows.as_ref(), ..plain("monotone", vec![("x", &m.x), ("y", &m.y)]) },
+        Check::Monotone(m) => {
+            let mut refs = vec![("x", &m.x), ("y", &m.y)];
+            refs.extend(m.at_max.iter().map(|c| ("at_max", c)));
+            CheckRefs { rows: m.rows.as_ref(), ..plain("monotone", refs) }
+        }
         Check::Correlation(m) => {
             CheckRefs { band: Some((m.min, m.max)), ..plain("correlation", vec![("x", &m.x), ("y", &m.y)]) }
         }

@@ -268,9 +268,31 @@ fn line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
 }
 
 /// Parse one YAML file into a node tree tagged with `file`.
+/// A suite file's size limit: the committed suites are under 40 kB.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
 pub fn parse_file(path: &Path, file: usize) -> Result<Node, SuiteError> {
     let at = |line, col, message: String| SuiteError::at(path, line, col, message);
-    let bytes = std::fs::read(path).map_err(|e| at(1, 1, format!("cannot read file: {e}")))?;
+    // Checked before opening: a FIFO would block the open, /dev/zero never end.
+    let meta = std::fs::metadata(path).map_err(|e| at(1, 1, format!("cannot read file: {e}")))?;
+    if !meta.is_file() {
+        return Err(at(1, 1, "not a regular file (a suite is a YAML file)".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(at(1, 1, format!("{} bytes: suite files are limited to {MAX_FILE_BYTES} bytes", meta.len())));
+    }
+    let mut bytes = vec![];
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(|e| at(1, 1, format!("cannot read file: {e}")))?,
+            MAX_FILE_BYTES + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(|e| at(1, 1, format!("cannot read file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(at(1, 1, format!("grew past {MAX_FILE_BYTES} bytes while being read")));
+    }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let (l, c) = line_col(&bytes, e.valid_up_to());
         at(l, c, "file is not valid UTF-8 (save it as UTF-8)".into())

@@ -13,7 +13,6 @@ use candle_core::{Tensor, Var};
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// How a model is trained.
@@ -246,7 +245,7 @@ fn fused_cpu_update(
         let shape = var.shape().clone();
         let dev = var.device().clone();
         let (mut p, mut m, mut v, mut e) = (flat(var.as_tensor())?, flat(&opt.m[i])?, flat(&opt.v[i])?, flat(&ema[i])?);
-        crate::models::wide!(|| {
+        crate::ops::wide!(|| {
             for ((((p, m), v), e), g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(e.iter_mut()).zip(&g[i]) {
                 let gk = g * scale;
                 let mk = b1 * f64::from(*m) + (1.0 - b1) * gk;
@@ -300,6 +299,14 @@ fn combined(parts: &[(f64, Vec<Tensor>)], i: usize) -> candle_core::Result<Vec<f
     Ok(sum)
 }
 
+/// A step's batch on the host: labels, timesteps, noised inputs x_t and regression targets.
+struct Prepared {
+    labels: Vec<usize>,
+    t: Vec<f64>,
+    xt: Vec<f64>,
+    tgt: Vec<f64>,
+}
+
 /// The training batch of step `s`: clean data, labels (some dropped), timesteps and noise.
 fn batch(data: &Gmm, spec: &TrainSpec, null: usize, seed: u64, s: u64) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
     let base = substream(seed, s);
@@ -316,32 +323,51 @@ fn batch(data: &Gmm, spec: &TrainSpec, null: usize, seed: u64, s: u64) -> (Vec<f
     (x0, labels, t, eps)
 }
 
-/// Save parameters, EMA, optimizer moments and the step, atomically.
+/// Save parameters, EMA, optimizer moments and the step, with the one atomic writer (a crash
+/// leaves the previous checkpoint whole).
 fn save(path: &Path, model: &dyn Network, ema: &[Tensor], opt: &AdamW) -> candle_core::Result<()> {
-    let mut map: HashMap<String, Tensor> = HashMap::new();
+    let mut map: Vec<(String, Tensor)> = vec![];
     for (i, (name, v)) in model.params().vars.iter().enumerate() {
-        map.insert(format!("param.{name}"), v.as_tensor().clone());
-        map.insert(format!("ema.{name}"), ema[i].clone());
-        map.insert(format!("adam_m.{name}"), opt.m[i].clone());
-        map.insert(format!("adam_v.{name}"), opt.v[i].clone());
+        map.push((format!("param.{name}"), v.as_tensor().clone()));
+        map.push((format!("ema.{name}"), ema[i].clone()));
+        map.push((format!("adam_m.{name}"), opt.m[i].clone()));
+        map.push((format!("adam_v.{name}"), opt.v[i].clone()));
     }
-    map.insert("step".into(), Tensor::new(&[opt.step as u32], model.params().device())?);
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    candle_core::safetensors::save(&map, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(candle_core::Error::wrap)
+    map.push(("step".into(), Tensor::new(&[opt.step as u32], model.params().device())?));
+    let bytes = safetensors::tensor::serialize(map.iter().map(|(k, t)| (k.as_str(), t)), None)
+        .map_err(candle_core::Error::wrap)?;
+    crate::atomic::write_atomic(path, &bytes).map_err(candle_core::Error::wrap)
 }
 
-/// Restore a checkpoint into `model`, returning the EMA, optimizer and step.
+/// Restore a checkpoint into `model`, returning the EMA, optimizer and step. Every tensor is
+/// read and shape-checked before any parameter is set, so a bad checkpoint leaves the model as
+/// it was.
 fn load(path: &Path, model: &dyn Network) -> candle_core::Result<(Vec<Tensor>, AdamW)> {
     let map = candle_core::safetensors::load(path, model.params().device())?;
-    let get = |k: &str| map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")));
-    let mut ema = vec![];
-    let mut opt = AdamW { m: vec![], v: vec![], step: get("step")?.to_vec1::<u32>()?[0] as u64 };
+    let get = |k: &str, like: &Var| {
+        let t = map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")))?;
+        if t.dims() != like.dims() || t.dtype() != like.dtype() {
+            candle_core::bail!(
+                "{k} is {:?} {:?}, the model's is {:?} {:?}",
+                t.dims(),
+                t.dtype(),
+                like.dims(),
+                like.dtype()
+            )
+        }
+        Ok(t)
+    };
+    let step = map.get("step").ok_or_else(|| candle_core::Error::Msg("checkpoint lacks step".into()))?;
+    let mut opt = AdamW { m: vec![], v: vec![], step: step.to_vec1::<u32>()?.first().copied().unwrap_or(0) as u64 };
+    let (mut params, mut ema) = (vec![], vec![]);
     for (name, v) in &model.params().vars {
-        v.set(&get(&format!("param.{name}"))?)?;
-        ema.push(get(&format!("ema.{name}"))?);
-        opt.m.push(get(&format!("adam_m.{name}"))?);
-        opt.v.push(get(&format!("adam_v.{name}"))?);
+        params.push(get(&format!("param.{name}"), v)?);
+        ema.push(get(&format!("ema.{name}"), v)?);
+        opt.m.push(get(&format!("adam_m.{name}"), v)?);
+        opt.v.push(get(&format!("adam_v.{name}"), v)?);
+    }
+    for ((_, v), p) in model.params().vars.iter().zip(&params) {
+        v.set(p)?;
     }
     Ok((ema, opt))
 }
@@ -380,8 +406,21 @@ pub(crate) fn train_until(
     let total = spec.steps_for(fwd_macs);
     let fine_tune_from = total - (f * total as f64).round() as u64;
     let vars = &model.params().vars;
-    let (mut ema, mut opt) = match checkpoint.filter(|p| p.is_file()) {
-        Some(p) => load(p, model).map_err(err)?,
+    // A checkpoint that does not load (truncated, or from another model) is discarded with a
+    // warning and training starts over: it must not fail the case on every rerun.
+    let resumed = checkpoint.filter(|p| p.is_file()).and_then(|p| {
+        load(p, model)
+            .inspect_err(|e| {
+                eprintln!(
+                    "warning: {}: checkpoint does not load ({e}); discarding it and training from the start",
+                    p.display()
+                );
+                let _ = std::fs::remove_file(p);
+            })
+            .ok()
+    });
+    let (mut ema, mut opt) = match resumed {
+        Some(state) => state,
         None => (
             vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<Result<_, _>>().map_err(err)?,
             AdamW::new(vars).map_err(err)?,
@@ -391,7 +430,8 @@ pub(crate) fn train_until(
     let ac = spec.schedule.alphas_cumprod();
     let beta = 1.0 - 1.0 / (spec.ema_fraction * total as f64).max(1.0);
     let mut loss_value = f64::NAN;
-    for s in opt.step..total {
+    // The host draws step s's batch (noised inputs and targets) from the seed alone.
+    let prepare = |s: u64| -> Prepared {
         let (x0, labels, t, eps) = batch(data, spec, null, seed, s);
         let times: Vec<Time> = t.iter().map(|ti| Time::from_alpha_bar(*ti, ac[*ti as usize])).collect();
         let xt: Vec<f64> = x0
@@ -406,7 +446,13 @@ pub(crate) fn train_until(
             .zip(&times)
             .flat_map(|((x, e), at)| target(spec.prediction, x, e, *at))
             .collect();
-        let dev = model.params().device();
+        Prepared { labels, t, xt, tgt }
+    };
+    let dev = model.params().device();
+    let mut upcoming = (opt.step < total).then(|| prepare(opt.step));
+    for s in opt.step..total {
+        let Prepared { labels, t, xt, tgt } = upcoming.take().expect("prepared before the step");
+
         let mask_seed = substream(substream(seed, s), 2);
         // One part of the batch: its mean loss, its share of the batch's loss terms, its gradients.
         let part =
@@ -421,7 +467,9 @@ pub(crate) fn train_until(
                 } else {
                     (model.forward(&x, t, cls)?, None)
                 };
-                let tgt = rows_tensor(&tgt[rows.start * d..rows.end * d], d, dev)?.to_dtype(model.params().dtype())?;
+                // The loss in f32 whatever the activations' dtype (as autocast computes it).
+                let out = out.to_dtype(candle_core::DType::F32)?;
+                let tgt = rows_tensor(&tgt[rows.start * d..rows.end * d], d, dev)?;
                 // Masked models are scored on the pixels of the patches they kept (MicroDiT).
                 let tgt = match seen {
                     Some(idx) => tgt.flatten_all()?.index_select(&idx, 0)?,
@@ -443,7 +491,14 @@ pub(crate) fn train_until(
             update(model, &grads, &mut opt, &mut ema, hyper)?;
             Ok(value)
         };
-        loss_value = step().map_err(err)?;
+        // Off the CPU, the host draws the next batch on another thread while the device runs this
+        // step (the same values either way: a batch depends on its step's seed only).
+        let (result, ahead) = std::thread::scope(|scope| {
+            let ahead = (!dev.is_cpu() && s + 1 < total).then(|| scope.spawn(|| prepare(s + 1)));
+            (step(), ahead.map(|h| h.join().expect("the batch thread does not panic")))
+        });
+        upcoming = ahead.or_else(|| (s + 1 < total).then(|| prepare(s + 1)));
+        loss_value = result.map_err(err)?;
         if !loss_value.is_finite() {
             return Err(format!("the loss became {loss_value} at step {s} of {total} (learning rate too high?)"));
         }

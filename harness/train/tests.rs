@@ -158,7 +158,7 @@ fn a_batch_in_parts_has_the_whole_batch_gradient() {
     // Off the zero initialisation of adaLN-Zero, where most gradients vanish.
     let mut r = crate::seed::Rng::new(3);
     for (_, v) in &model.params().vars {
-        let noise = crate::models::cpu_op::testing::randn(v.dims(), &mut r).to_dtype(candle_core::DType::F32).unwrap();
+        let noise = crate::ops::cpu_op::testing::randn(v.dims(), &mut r).to_dtype(candle_core::DType::F32).unwrap();
         v.set(&(noise * 0.1).unwrap()).unwrap();
     }
     let (x0, labels) = data.sample(7, 0, 8, None);

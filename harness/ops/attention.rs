@@ -237,8 +237,8 @@ impl CustomOp3 for CrossAttentionGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
-    use crate::models::{layers, MacCounter};
+    use crate::ops::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
+    use crate::ops::{self as layers, MacCounter};
     use crate::seed::Rng;
     use candle_core::{Var, D};
 

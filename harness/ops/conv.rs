@@ -326,7 +326,7 @@ impl CustomOp3 for ConvGrad {
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, pad: usize, stride: usize) -> Result<Tensor> {
     let (_, channels, height, width) = x.dims4()?;
     let (cout, _, k, _) = w.dims4()?;
-    if !x.device().is_cpu() {
+    if !super::cpu_kernel(x) {
         let y = x.conv2d(w, pad, stride, 1, 1)?;
         return match bias {
             Some(c) => y.broadcast_add(&c.reshape((1, cout, 1, 1))?),
@@ -348,7 +348,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, pad: usize, stride:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
+    use crate::ops::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::seed::Rng;
     use candle_core::Var;
 

@@ -110,7 +110,7 @@ impl CustomOp3 for LinearGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, randn};
+    use crate::ops::cpu_op::testing::{check_gradients, randn};
     use crate::seed::Rng;
     use candle_core::{DType, Var};
 

@@ -187,8 +187,8 @@ impl CustomOp3 for NormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
-    use crate::models::layers;
+    use crate::ops as layers;
+    use crate::ops::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::seed::Rng;
     use candle_core::Var;
 

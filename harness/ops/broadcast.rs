@@ -21,7 +21,7 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.dims() == shape {
         return Ok(x.clone());
     }
-    if !x.device().is_cpu() {
+    if !super::cpu_kernel(x) {
         return x.broadcast_as(shape)?.contiguous();
     }
     let Some(pad) = shape.len().checked_sub(x.rank()) else {
@@ -155,7 +155,7 @@ impl CustomOp1 for SumBroadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
+    use crate::ops::cpu_op::testing::{check_gradients, grad_diffs, max_diff, randn};
     use crate::seed::Rng;
     use candle_core::{Device, Var};
 

@@ -20,12 +20,12 @@ macro_rules! dispatch {
         match ($($s,)+) {
             #[allow(unused_parens)]
             ($(candle_core::CpuStorage::F32($x),)+) => {
-                $(let $x = $crate::models::cpu_op::contiguous($x, $l, $op)?;)+
+                $(let $x = $crate::ops::cpu_op::contiguous($x, $l, $op)?;)+
                 candle_core::CpuStorage::F32($f)
             }
             #[allow(unused_parens)]
             ($(candle_core::CpuStorage::F64($x),)+) => {
-                $(let $x = $crate::models::cpu_op::contiguous($x, $l, $op)?;)+
+                $(let $x = $crate::ops::cpu_op::contiguous($x, $l, $op)?;)+
                 candle_core::CpuStorage::F64($f)
             }
             _ => candle_core::bail!("{}: f32 or f64 only, all inputs alike", $op),
@@ -48,7 +48,7 @@ macro_rules! cpu_fwd3 {
             s3: &candle_core::CpuStorage,
             $l3: &candle_core::Layout,
         ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            let out = $crate::models::cpu_op::dispatch!($name, |$a, $b, $c| $kernel, (s1, $l1), (s2, $l2), (s3, $l3));
+            let out = $crate::ops::cpu_op::dispatch!($name, |$a, $b, $c| $kernel, (s1, $l1), (s2, $l2), (s3, $l3));
             Ok((out, $shape))
         }
     };
@@ -93,7 +93,7 @@ pub fn wide_fn<R>(f: impl FnOnce() -> R) -> R {
 /// into the wide function.
 macro_rules! wide {
     (|| $body:expr) => {
-        $crate::models::cpu_op::wide_fn(
+        $crate::ops::cpu_op::wide_fn(
             #[inline(always)]
             || $body,
         )

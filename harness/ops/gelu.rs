@@ -20,7 +20,7 @@ const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7; // 1/√(2π)
 
 /// GELU, tanh approximation.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if super::cpu_kernel(x) {
         x.contiguous()?.apply_op1(Gelu(Form::Tanh))
     } else {
         x.gelu()
@@ -29,7 +29,7 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 
 /// GELU, exact: x·Φ(x).
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if super::cpu_kernel(x) {
         x.contiguous()?.apply_op1(Gelu(Form::Erf))
     } else {
         x.gelu_erf()
@@ -45,7 +45,7 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
     if x.dims().last() != Some(&(2 * h)) || h == 0 {
         candle_core::bail!("geglu: the last dimension of {:?} must be even and positive", x.dims())
     }
-    if x.device().is_cpu() {
+    if super::cpu_kernel(x) {
         x.contiguous()?.apply_op1(Geglu(h))
     } else {
         let vg = x.chunk(2, candle_core::D::Minus1)?;
@@ -349,7 +349,7 @@ mod tests {
     /// bit (f32); its gradient matches finite differences (f64).
     #[test]
     fn geglu_is_the_composition() {
-        use crate::models::cpu_op::testing::{check_gradients, randn};
+        use crate::ops::cpu_op::testing::{check_gradients, randn};
         let mut r = crate::seed::Rng::new(42);
         let x =
             Var::from_tensor(&(randn(&[2, 3, 10], &mut r) * 2.0).unwrap().to_dtype(candle_core::DType::F32).unwrap())
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        use crate::models::cpu_op::testing::{check_gradients, randn};
+        use crate::ops::cpu_op::testing::{check_gradients, randn};
         let mut r = crate::seed::Rng::new(41);
         let x = (randn(&[64], &mut r) * 3.0).unwrap();
         let up = randn(&[64], &mut r);
