@@ -1,10 +1,11 @@
 //! How each experiment kind expands into cases, runs one case, and assembles its cases back
 //! into the claim's table of values.
 
+pub use super::case::CaseCtx;
 use super::sampling;
 pub use crate::check::ClaimData;
 use crate::compute::{budget, Category, Count, ModelConfig};
-use crate::seed::{derive_seed, Rng};
+use crate::seed::Rng;
 use crate::suite::{Denoiser, Experiment, Measure, Quantity};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -16,42 +17,6 @@ pub struct CaseSpec {
     pub replicate: u32,
     /// Everything the case depends on (hashed into its id).
     pub payload: Value,
-}
-
-/// Who a case is: its seed, and the seeds of anything shared by every row of its replicate.
-pub struct CaseCtx<'a> {
-    pub suite: &'a str,
-    pub claim: &'a str,
-    pub replicate: u32,
-    /// derive_seed(suite, claim, row, replicate).
-    pub seed: u64,
-    /// Where a long case keeps its checkpoint (resumed if present).
-    pub checkpoint: Option<std::path::PathBuf>,
-    /// The device and precision the case's models train and sample on.
-    pub backend: &'a super::backend::Backend,
-}
-
-impl<'a> CaseCtx<'a> {
-    /// A seed shared by all rows of this replicate (a noise bank, a reference set), so that
-    /// rows are compared on the same draws.
-    pub fn seed_for(&self, what: &str) -> u64 {
-        derive_seed(self.suite, self.claim, what, self.replicate)
-    }
-
-    /// The same case, drawing its evaluation banks (held-out noise, reference samples,
-    /// projections) from one scope for the whole suite instead of from its claim: two claims
-    /// that score the same trained model then score it on the same draws, and cannot disagree
-    /// about it by evaluation noise alone.
-    pub fn shared_bank(&self) -> CaseCtx<'a> {
-        CaseCtx {
-            suite: self.suite,
-            claim: "evaluation-bank",
-            replicate: self.replicate,
-            seed: self.seed,
-            checkpoint: None,
-            backend: self.backend,
-        }
-    }
 }
 
 /// Cases per (row, replicate) over a row variable.

@@ -6,6 +6,7 @@
 //! or missing ones, so a killed run loses at most the cases that were in flight.
 
 pub mod backend;
+pub mod case;
 pub mod cost;
 pub mod experiment;
 pub mod judge;

@@ -1,6 +1,6 @@
 //! Cases of the sampler and metric experiments.
 
-use super::experiment::CaseCtx;
+use super::case::CaseCtx;
 use crate::data::gmm::Oracle;
 use crate::data::{Gmm, NoiseBank};
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Model, Spacing, Time};

@@ -1,6 +1,6 @@
 //! Cases of the training experiments: train one model (one budget, one seed) and score it.
 
-use super::experiment::CaseCtx;
+use super::case::CaseCtx;
 use super::sampling;
 use crate::data::NoiseBank;
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
