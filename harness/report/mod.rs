@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod figures;
+mod plot;
 mod sweep_figures;
 
 use crate::atomic::{write_atomic, write_json};

@@ -2,7 +2,7 @@
 //! Fig. 6), the samplers side by side (Fig. 11–12), the w* heat map (Fig. 8) and distillation
 //! bars (Fig. 13).
 
-use super::figures::{col_points, Figure, Plot, Pt, RowPoints, Series, PALETTE};
+use super::plot::{col_points, header, Figure, Heat, Plot, Pt, RowPoints, Series, PALETTE};
 use crate::check::sampling::guidance_optima;
 use crate::fit;
 use crate::run::experiment::ClaimData;
@@ -10,18 +10,6 @@ use crate::run::ResolvedClaim;
 use crate::suite::{Check, Denoiser, Experiment, Plan};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-
-/// A table of values drawn as coloured cells with their numbers.
-pub struct Heat {
-    title: String,
-    subtitle: String,
-    x_label: String,
-    y_label: String,
-    x_ticks: Vec<String>,
-    y_ticks: Vec<String>,
-    /// [y][x]
-    values: Vec<Vec<Option<f64>>>,
-}
 
 /// The model a row belongs to: its label before the first " · ".
 fn model_of(row: &str) -> &str {
@@ -291,7 +279,7 @@ where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    let body = super::figures::header(&root, &h.title, &h.subtitle)?;
+    let body = header(&root, &h.title, &h.subtitle)?;
     let (nx, ny) = (h.x_ticks.len().max(1), h.y_ticks.len().max(1));
     let mut chart = ChartBuilder::on(&body)
         .margin(14)
