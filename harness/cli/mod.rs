@@ -111,7 +111,9 @@ pub struct RunArgs {
     /// Only claims whose id matches this glob (`*` and `?`), e.g. 'mei2024/*'.
     #[arg(long)]
     pub claim: Option<String>,
-    /// Scale of the run: smoke (seconds), cpu (minutes), gpu (an hour on one GPU), paper.
+    /// Scale of the run: smoke (seconds), cpu (minutes), gpu (two ~5-minute parts on one GPU
+    /// machine: scripts/gpu-profile.sh), paper (the papers' settings; skipped where no single
+    /// machine runs them). `--dry-run` estimates any of them.
     #[arg(long, default_value = "cpu", value_parser = parse_profile)]
     pub profile: Profile,
     /// Run folder (default: runs/<profile>). Finished cases found there are reused.
@@ -450,7 +452,7 @@ fn cmd_dry_run(
 
 fn cmd_list(paths: Vec<PathBuf>, claim: Option<String>) -> anyhow::Result<i32> {
     let suites = suites_from(paths)?;
-    println!("profiles: smoke (seconds, used by the tests), cpu (default, minutes), gpu (one GPU, ~1 h), paper (the papers' settings)\n");
+    println!("profiles: smoke (seconds, used by the tests), cpu (default, minutes), gpu (one GPU machine, two ~5 min parts: scripts/gpu-profile.sh), paper (the papers' settings)\n");
     for s in &suites {
         println!("{} v{}: {} ({})", s.name, s.version, s.title, s.path.display());
         for c in s.claims.iter().filter(|c| claim.as_deref().is_none_or(|g| suite::glob_match(g, &c.doc.id))) {

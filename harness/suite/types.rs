@@ -98,7 +98,7 @@ pub enum Profile {
     Smoke,
     /// The default: minutes on 2 CPU cores.
     Cpu,
-    /// One GPU, about an hour.
+    /// One GPU machine: two parts of about 5 minutes (scripts/gpu-profile.sh).
     Gpu,
     /// The papers' own settings.
     Paper,
