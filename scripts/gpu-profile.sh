@@ -14,13 +14,18 @@
 # halves record different numerics (device, precision), hence `merge --allow-mixed-machines`.
 #
 # Environment: DIFFSCALE (the binary; default target-cuda/release/diffscale, built by
-# scripts/build-cuda.sh), OUT (working folder; default runs/gpu), RESULTS (default results/gpu).
+# scripts/build-cuda.sh), OUT (working folder; default runs/gpu), RESULTS (default results/gpu),
+# PROFILE (default gpu) and GPU_DEVICE (default cuda:0): `PROFILE=smoke GPU_DEVICE=cpu
+# DIFFSCALE=target/release/diffscale scripts/gpu-profile.sh all` rehearses the whole flow on a
+# CPU machine in about two minutes.
 # The CUDA 13 libraries must be on LD_LIBRARY_PATH (the script adds PyTorch's pip copies if found).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DIFFSCALE:-target-cuda/release/diffscale}
 OUT=${OUT:-runs/gpu}
 RESULTS=${RESULTS:-results/gpu}
+PROFILE=${PROFILE:-gpu}
+GPU_DEVICE=${GPU_DEVICE:-cuda:0}
 GPU_SUITES=(suites/dit2023.yaml suites/microdit2024.yaml)
 CPU_SUITES=(suites/mei2024.yaml suites/calibration.yaml suites/li2024.yaml)
 if lib=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null); then
@@ -36,17 +41,19 @@ run() {
 }
 
 part1() {
-  run "${GPU_SUITES[@]}" --profile gpu --device cuda:0 -j 4 --shard 1/2 --out "$OUT/gpu-1" &
+  run "${GPU_SUITES[@]}" --profile "$PROFILE" --device "$GPU_DEVICE" -j 4 --shard 1/2 --out "$OUT/gpu-1" &
   local gpu=$!
-  run "${CPU_SUITES[@]}" --profile gpu --device cpu -j 12 --out "$OUT/cpu"
+  run "${CPU_SUITES[@]}" --profile "$PROFILE" --device cpu -j 12 --out "$OUT/cpu"
   wait "$gpu" || exit $?
 }
-part2() { run "${GPU_SUITES[@]}" --profile gpu --device cuda:0 -j 4 --shard 2/2 --out "$OUT/gpu-2"; }
+part2() { run "${GPU_SUITES[@]}" --profile "$PROFILE" --device "$GPU_DEVICE" -j 4 --shard 2/2 --out "$OUT/gpu-2"; }
 merge() {
   "$BIN" merge "$OUT/gpu-1" "$OUT/gpu-2" "$OUT/cpu" --allow-mixed-machines --out "$RESULTS"
   local rc=$?
   [ "$rc" -le 1 ] || exit "$rc"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$RESULTS/gpu.txt" 2>/dev/null || true
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$RESULTS/gpu.txt" || true
+  fi
 }
 
 case ${1:-all} in
