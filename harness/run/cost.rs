@@ -122,18 +122,7 @@ pub fn case_work(e: &Experiment, row: &str, replicate: u32, pooled: &mut HashSet
     let mut w = Work::default();
     match e {
         Experiment::TrainSweep(t) => {
-            let Some((m, budget)) = t.models.iter().find_map(|m| {
-                if t.budgets.is_empty() {
-                    (m.label == row).then_some((m, None))
-                } else {
-                    t.budgets
-                        .iter()
-                        .find(|b| crate::suite::TrainSweepExp::row(&m.label, **b) == row)
-                        .map(|b| (m, Some(*b)))
-                }
-            }) else {
-                return w;
-            };
+            let Some((m, budget)) = t.row_model(row) else { return w };
             let mut spec = t.training.clone();
             if budget.is_some() {
                 spec.flop_budget = budget;

@@ -18,17 +18,7 @@ type Values = BTreeMap<String, f64>;
 /// Train the model of `row` with this replicate's seed, and score its EMA weights: the
 /// held-out excess denoising error, and optionally FD of its DDIM samples.
 pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values, String> {
-    let (sized, budget) = e
-        .models
-        .iter()
-        .find_map(|m| {
-            if e.budgets.is_empty() {
-                (m.label == row).then_some((m, None))
-            } else {
-                e.budgets.iter().find(|b| TrainSweepExp::row(&m.label, **b) == row).map(|b| (m, Some(*b)))
-            }
-        })
-        .ok_or("row vanished")?;
+    let (sized, budget) = e.row_model(row).ok_or("row vanished")?;
     let data = e.data.build();
     let mut spec = e.training.clone();
     if budget.is_some() {

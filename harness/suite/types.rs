@@ -630,6 +630,17 @@ impl TrainSweepExp {
     pub fn row(label: &str, budget: f64) -> String {
         format!("{label} @ {budget:.1e}")
     }
+
+    /// The model a row trains and its FLOP budget (none when the sweep has no budgets).
+    pub fn row_model(&self, row: &str) -> Option<(&SizedModel, Option<f64>)> {
+        self.models.iter().find_map(|m| {
+            if self.budgets.is_empty() {
+                (m.label == row).then_some((m, None))
+            } else {
+                self.budgets.iter().find(|b| Self::row(&m.label, **b) == row).map(|b| (m, Some(*b)))
+            }
+        })
+    }
 }
 
 /// FD between `samples` draws of the trained model (DDIM, `steps` steps, trailing spacing) and
