@@ -1,9 +1,9 @@
 //! Trainable models on candle, built from the same configs `harness/compute` counts.
 //!
-//! candle 0.11 traps (../shared/reference/candle.md) shape this module: its initialisers are
-//! unseeded, so every parameter is drawn from our own seeded RNG; its fused layer-norm,
-//! rms-norm and last-dim softmax silently drop gradients, so layers are composed from
-//! primitives whose backward is checked against finite differences in the tests.
+//! Two candle 0.11 traps shape this module: its initialisers are unseeded, so every parameter is
+//! drawn from our own seeded RNG; its fused layer-norm, rms-norm and last-dim softmax record no
+//! backward (gradients silently stop there), so the models call the ops layer (`crate::ops`),
+//! whose every op is checked against finite differences in the tests.
 
 /// The accessors every network has the same way: parameters, MAC counter, the config it was
 /// built from (as its `ModelConfig` variant), and its prediction type.
