@@ -119,6 +119,87 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     assert!(report.contains("figures/dit2023__fid-vs-gflops.svg"));
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     assert!(junit.contains("<testcase classname=\"mei2024\" name=\"mei2024/table1-gflops\""));
+    results_page_covers_every_claim(dir.path(), &s);
+}
+
+/// `index.html` parses (every element closed in order), has a section and a table row per
+/// claim, and every figure and case record it links exists beside it; no network address.
+fn results_page_covers_every_claim(dir: &Path, s: &Value) {
+    let page = std::fs::read_to_string(dir.join("index.html")).expect("index.html written");
+    if let Err(e) = well_formed(&page) {
+        panic!("index.html does not parse: {e}");
+    }
+    for c in s["claims"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let anchor = format!("claim-{}", id.replace('/', "--"));
+        assert!(page.contains(&format!("id=\"{anchor}\"")), "no section for {id}");
+        assert!(page.contains(&format!("href=\"#{anchor}\"")), "no table row for {id}");
+    }
+    let linked = |attr: &str| -> Vec<String> {
+        page.split(attr).skip(1).map(|t| t[..t.find('"').unwrap()].to_string()).collect()
+    };
+    let (imgs, hrefs) = (linked("src=\""), linked("href=\""));
+    assert!(imgs.len() > 20, "{} figures", imgs.len());
+    for f in imgs.iter().chain(hrefs.iter().filter(|h| !h.starts_with('#'))) {
+        assert!(!f.contains("://"), "the page reaches the network: {f}");
+        assert!(dir.join(f).is_file(), "the page links {f}, which is not there");
+    }
+    // Every figure the run drew is on the page.
+    for f in std::fs::read_dir(dir.join("figures")).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".svg") {
+            assert!(imgs.contains(&format!("figures/{name}")), "{name} is not on the page");
+        }
+    }
+}
+
+/// A strict reading of the markup: tags nest and close, attributes are quoted; the contents
+/// of `<script>` and `<style>` are skipped. (The page is written to pass it.)
+fn well_formed(html: &str) -> Result<(), String> {
+    const VOID: [&str; 4] = ["meta", "img", "br", "input"];
+    let mut stack: Vec<String> = vec![];
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        if rest.starts_with("<!") {
+            rest = &rest[rest.find('>').ok_or("unclosed <!")? + 1..];
+            continue;
+        }
+        let end = rest.find('>').ok_or("unclosed tag")?;
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+            continue;
+        }
+        let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        if name.is_empty() {
+            return Err(format!("bad tag <{tag}>"));
+        }
+        if !tag.matches('"').count().is_multiple_of(2) || tag.contains("=\'") {
+            return Err(format!("unquoted attribute in <{tag}>"));
+        }
+        if name == "script" || name == "style" {
+            let close = format!("</{name}>");
+            let body_end = rest.find(&close).ok_or(format!("unclosed <{name}>"))?;
+            if name == "script" && rest[..body_end].contains(['<', '&']) {
+                return Err("`<` or `&` inside the script".into());
+            }
+            rest = &rest[body_end + close.len()..];
+            continue;
+        }
+        if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+            stack.push(name);
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed: {stack:?}"))
+    }
 }
 
 #[test]
@@ -402,6 +483,56 @@ fn compare_flags_a_worsened_verdict_or_moved_value() {
     assert!(text.contains("verdict worsened") && text.contains("value moved"), "{text}");
 }
 
+/// `history` over runs written out of order, one of which drifts out of its band: it orders
+/// them by time, names the first run that changed, exits 1 when the latest did, draws a
+/// figure per claim, and refuses to mix profiles.
+#[test]
+fn history_finds_the_run_that_left_its_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let out = run_smoke(&base, &["suites/calibration.yaml", "--claim", "calibration/power-law-recovery"]);
+    assert!(finished(&out));
+    let template = summary(&base);
+    assert_eq!(template["claims"][0]["band"], serde_json::json!([-0.55, -0.45]), "the headline band is recorded");
+    let write_run = |i: usize, exponent: f64, profile: &str| {
+        let mut s = template.clone();
+        s["created"] = format!("2026-11-{:02}T02:00:00Z", i + 1).into();
+        s["git_commit"] = format!("c{i:06}").into();
+        s["profile"] = profile.into();
+        let c = &mut s["claims"][0];
+        c["measured"] = exponent.into();
+        c["interval"] = serde_json::json!([exponent - 0.02, exponent + 0.02]);
+        let run = dir.path().join(format!("night{}", 9 - i));
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("summary.json"), s.to_string()).unwrap();
+        run
+    };
+    // Written newest first, so the order on the command line is not the runs' order.
+    let runs: Vec<PathBuf> = [(0, -0.50), (1, -0.49), (2, -0.51), (3, -0.60)]
+        .iter()
+        .rev()
+        .map(|(i, e)| write_run(*i, *e, "smoke"))
+        .collect();
+    let hist = dir.path().join("hist");
+    let out = diffscale().arg("history").args(&runs).arg("--out").arg(&hist).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the latest run left the band: {text}");
+    assert!(text.contains("calibration/power-law-recovery: first at run 3 (c000003): left its band"), "{text}");
+    for f in ["index.html", "history.json", "figures/calibration__power-law-recovery.svg"] {
+        assert!(hist.join(f).is_file(), "{f}");
+    }
+    // Back inside the band: the change is history, the latest run is fine.
+    let back = write_run(4, -0.5, "smoke");
+    let all: Vec<&PathBuf> = runs.iter().chain([&back]).collect();
+    let out = diffscale().arg("history").args(&all).arg("--out").arg(&hist).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // Another profile is refused, not mixed.
+    let cpu = write_run(5, -0.5, "cpu");
+    let out = diffscale().arg("history").args(&runs).arg(&cpu).arg("--out").arg(&hist).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a history follows one profile"));
+}
+
 #[test]
 fn seeded_cases_are_bitwise_deterministic() {
     let dir = tempfile::tempdir().unwrap();
@@ -480,7 +611,8 @@ fn list_schema_flops_and_help() {
     let out = diffscale().args(["flops", "{family: dit, depth: 2, hidden: 9, heads: 2, patch: 2}"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = diffscale().arg("--help").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Exit status") && help.contains("history"), "{help}");
     let out = diffscale().args(["run", "--profile", "huge"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     #[cfg(not(feature = "cuda"))]

@@ -30,12 +30,14 @@ const AFTER: &str = "Examples:
   diffscale run --profile smoke --out /tmp/smoke
   diffscale run --shard 2/8 --out runs/nightly   then: diffscale merge runs/nightly* --out runs/all
   diffscale compare runs/cpu --baseline results/cpu/summary.json
+  diffscale history nightly/*/ --out nightly-history   each claim across the nightly runs
   diffscale flops dit-xl/2
   diffscale flops sd15 --set channels=64 --set cross_attention_dim=1024
   diffscale fd --ref imagenet_stats.npz --gen samples_stats.npz
 
 Exit status: 0 every claim passed, was skipped, inconclusive or a confirmed erratum;
-1 a claim failed (or `compare` found a regression); 2 bad input or usage.";
+1 a claim failed (or `compare` found a regression, or `history` a change in the latest run);
+2 bad input or usage.";
 
 #[derive(Parser, Debug)]
 #[command(name = "diffscale", version, about = ABOUT, after_help = AFTER)]
@@ -95,6 +97,20 @@ pub enum Command {
         /// Exit 0 even when a claim FAILs (for CI where `compare` is the gate).
         #[arg(long)]
         no_fail_exit: bool,
+    },
+    /// Each claim's headline value, interval and band across runs (say, nightly ones): a
+    /// figure per claim and a page in --out, and per claim the first run that left its band or
+    /// changed verdict. Exit 1 when the latest run did.
+    History {
+        /// Run folders (or their summary.json), in any order: they are ordered by when each
+        /// run was written.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Follow runs whose machines give different bits (another GPU, driver, precision, …).
+        #[arg(long)]
+        allow_mixed_machines: bool,
     },
     /// Parameters and compute of a model config, in every convention.
     Flops(flops::FlopsArgs),
@@ -594,6 +610,33 @@ fn cmd_merge(dirs: Vec<PathBuf>, out: PathBuf, allow_mixed: bool) -> anyhow::Res
     Ok(exit_for(&summary))
 }
 
+fn cmd_history(runs: Vec<PathBuf>, out: PathBuf, allow_mixed: bool) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
+    let summaries = runs.iter().map(|p| Ok((p.clone(), read_summary(p)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    let h = report::history::history(summaries, allow_mixed).map_err(usage)?;
+    std::fs::create_dir_all(&out).map_err(|e| usage(format!("{}: cannot create ({e})", out.display())))?;
+    report::history::write(&out, &h)?;
+    let mut latest = 0;
+    for c in &h.claims {
+        match &c.first_change {
+            Some((run, what)) => {
+                let flag = if c.latest_changed { "LATEST" } else { "changed" };
+                println!("{flag:<8} {}: first at run {run} ({}): {what}", c.id, h.runs[*run].commit);
+            }
+            None => println!("steady   {}", c.id),
+        }
+        latest += usize::from(c.latest_changed);
+    }
+    println!(
+        "{} claims over {} runs; {latest} changed in the latest run. Page: {} ({:.1} s)",
+        h.claims.len(),
+        h.runs.len(),
+        out.join("index.html").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(i32::from(latest > 0))
+}
+
 fn cmd_schema() -> anyhow::Result<i32> {
     let schema = schemars::schema_for!(suite::SuiteDoc);
     println!("{}", serde_json::to_string_pretty(&schema)?);
@@ -618,6 +661,7 @@ pub fn main() -> i32 {
         Command::Merge { dirs, out, allow_mixed_machines, no_fail_exit } => {
             cmd_merge(dirs, out, allow_mixed_machines).map(|c| if no_fail_exit { 0 } else { c })
         }
+        Command::History { runs, out, allow_mixed_machines } => cmd_history(runs, out, allow_mixed_machines),
         Command::Flops(a) => flops::run(a).map_err(usage),
         Command::Fd(a) => fd::run(a).map_err(usage),
         Command::Schema => cmd_schema(),

@@ -4,7 +4,8 @@
 //! crossover between two series, printed-versus-recomputed values for a `within` check, or
 //! row values against a band. The title names the claim and the subtitle the data shown.
 
-use super::plot::{col_points, header, Figure, Plot, Pt, Series, PALETTE};
+use super::labels::{axis, axis_many, log_ticks, tick};
+use super::plot::{col_points, header, model_legend, Figure, Plot, Pt, Series, PALETTE};
 use crate::check::Verdict;
 use crate::fit;
 use crate::run::experiment::ClaimData;
@@ -67,11 +68,11 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
         return Some(Figure {
             title,
             subtitle: format!("{} vs {}; fit exponent {} ({})", f.y, f.x, f.exponent.show(), claim.source),
-            x_label: f.x.clone(),
-            y_label: f.y.clone(),
+            x_label: axis(claim, &f.x),
+            y_label: axis(claim, &f.y),
             series: vec![
                 Series {
-                    name: "rows".into(),
+                    name: "points".into(),
                     points: pts.into_iter().map(|p| p.1).collect(),
                     line: false,
                     bar: false,
@@ -116,8 +117,8 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
                 x,
                 claim.source
             ),
-            x_label: x.to_string(),
-            y_label: "value".into(),
+            x_label: axis(claim, x),
+            y_label: axis_many(claim, &ys),
             series,
             hlines: vec![],
             diagonal: false,
@@ -143,8 +144,8 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
                 return Some(Figure {
                     title,
                     subtitle: format!("{} and {} against {} ({})", c.a, c.b, c.x, claim.source),
-                    x_label: c.x.clone(),
-                    y_label: "value".into(),
+                    x_label: axis(claim, &c.x),
+                    y_label: axis_many(claim, &[c.a.as_str(), c.b.as_str()]),
                     series,
                     hlines: vec![],
                     diagonal: false,
@@ -175,8 +176,8 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
                 return Some(Figure {
                     title,
                     subtitle: format!("{} against {} (diagonal: agreement; {})", w.value, reference, claim.source),
-                    x_label: reference,
-                    y_label: w.value.clone(),
+                    x_label: axis(claim, &reference),
+                    y_label: axis(claim, &w.value),
                     series,
                     hlines: vec![],
                     diagonal: true,
@@ -197,8 +198,8 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
                 return Some(Figure {
                     title,
                     subtitle: format!("{} per row against its band ({})", b.of, claim.source),
-                    x_label: "row".into(),
-                    y_label: b.of.clone(),
+                    x_label: String::new(),
+                    y_label: axis(claim, &b.of),
                     series: vec![Series { name: b.of.clone(), points, line: false, bar: false, color: PALETTE[0] }],
                     hlines,
                     diagonal: false,
@@ -228,7 +229,7 @@ fn compute_curves(title: String, claim: &ResolvedClaim, t: &crate::suite::TrainS
         .iter()
         .enumerate()
         .map(|(i, m)| Series {
-            name: m.label.clone(),
+            name: model_legend(d, &m.label, |r| r.starts_with(&format!("{} @ ", m.label))),
             points: pts.iter().filter(|(r, _)| r.starts_with(&format!("{} @ ", m.label))).map(|p| p.1).collect(),
             line: true,
             bar: false,
@@ -238,8 +239,8 @@ fn compute_curves(title: String, claim: &ResolvedClaim, t: &crate::suite::TrainS
     Figure {
         title,
         subtitle: format!("{y} against training FLOPs, one curve per model (mean and 95% interval; {})", claim.source),
-        x_label: "training FLOPs".into(),
-        y_label: y,
+        x_label: axis(claim, "train_flops"),
+        y_label: axis(claim, &y),
         series,
         hlines: vec![],
         diagonal: false,
@@ -269,7 +270,7 @@ where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    let body = header(&root, &f.title, &f.subtitle)?;
+    let body = header(&root, &f.title)?;
     let all = || f.series.iter().flat_map(|s| s.points.iter());
     let ys = || {
         all()
@@ -295,15 +296,16 @@ where
             let ticks = f.ticks.clone();
             chart
                 .configure_mesh()
+                .x_labels(8)
                 .x_desc(f.x_label.as_str())
                 .y_desc(f.y_label.as_str())
                 .x_label_formatter(&|x: &f64| match &ticks {
                     Some(t) => {
                         t.get(x.round() as usize).filter(|_| (x - x.round()).abs() < 1e-6).cloned().unwrap_or_default()
                     }
-                    None => fit::fmt_num(*x),
+                    None => tick(*x),
                 })
-                .y_label_formatter(&|y: &f64| fit::fmt_num(*y))
+                .y_label_formatter(&|y: &f64| tick(*y))
                 .draw()
                 .map_err(e)?;
             if f.diagonal {
@@ -361,15 +363,21 @@ where
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(RGBColor(180, 180, 180))
-                .position(SeriesLabelPosition::UpperRight)
+                // Points on the diagonal run up to the upper right: keep the legend off them.
+                .position(if f.diagonal { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight })
                 .draw()
                 .map_err(e)?;
         }};
     }
+    // Log axes carry their own ticks (labels.rs): plotters' choice labels every m·10ⁿ of a
+    // short axis, on top of each other.
+    let (lx, ly) = (log_ticks(x0, x1), log_ticks(y0, y1));
+    let log =
+        |lo: f64, hi: f64, t: (Vec<f64>, Vec<f64>)| (lo..hi).log_scale().with_key_points(t.0).with_light_points(t.1);
     match (log_x, log_y) {
-        (true, true) => plot!((x0..x1).log_scale(), (y0..y1).log_scale()),
-        (true, false) => plot!((x0..x1).log_scale(), y0..y1),
-        (false, true) => plot!(x0..x1, (y0..y1).log_scale()),
+        (true, true) => plot!(log(x0, x1, lx), log(y0, y1, ly)),
+        (true, false) => plot!(log(x0, x1, lx), y0..y1),
+        (false, true) => plot!(x0..x1, log(y0, y1, ly)),
         (false, false) => plot!(x0..x1, y0..y1),
     }
     root.present().map_err(e)?;
@@ -425,13 +433,21 @@ pub fn write_figure(dir: &Path, stem: &str, plot: &Plot) -> std::io::Result<()> 
     crate::atomic::write_atomic(&dir.join(format!("{stem}.png")), &bytes)
 }
 
-/// Draw every claim's figure; returns claim id → file stem for the report to link.
+/// A figure written for a claim: its file stem under `figures/` and its caption.
+#[derive(Clone, Debug)]
+pub struct FigureRef {
+    pub stem: String,
+    pub caption: String,
+}
+
+/// Draw every claim's figures (its own, and the paper beside it where the suite gives the
+/// paper's points); returns claim id → its figures, for the report and page to show.
 pub fn write_figures(
     dir: &Path,
     manifest: &Manifest,
     summary: &super::Summary,
     records: &BTreeMap<String, CaseRecord>,
-) -> std::io::Result<BTreeMap<String, String>> {
+) -> std::io::Result<BTreeMap<String, Vec<FigureRef>>> {
     let mut out = BTreeMap::new();
     for claim in &manifest.claims {
         let Some(result) = summary.claims.iter().find(|r| r.id == claim.id) else {
@@ -443,10 +459,19 @@ pub fn write_figures(
         let Some(data) = claim_data(claim, records) else {
             continue;
         };
+        let mut figs = vec![];
         if let Some(fig) = figure_for(claim, result, &data) {
             let stem = file_stem(&claim.id);
             write_figure(dir, &stem, &fig)?;
-            out.insert(claim.id.clone(), stem);
+            figs.push(FigureRef { stem, caption: fig.caption() });
+        }
+        if let Some(fig) = super::paper_figures::paper_plot(claim, result, &data) {
+            let stem = format!("{}__paper", file_stem(&claim.id));
+            write_figure(dir, &stem, &fig)?;
+            figs.push(FigureRef { stem, caption: fig.caption() });
+        }
+        if !figs.is_empty() {
+            out.insert(claim.id.clone(), figs);
         }
     }
     Ok(out)

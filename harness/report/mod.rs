@@ -1,7 +1,11 @@
-//! Reports of a run: `report.md`, `summary.json`, `junit.xml` and figures.
+//! Reports of a run: `report.md`, `summary.json`, `junit.xml`, `index.html` and figures.
 
 pub mod compare;
 pub mod figures;
+pub mod history;
+pub mod labels;
+pub mod page;
+mod paper_figures;
 mod plot;
 mod sweep_figures;
 
@@ -23,6 +27,9 @@ pub struct Summary {
     pub diffscale_version: String,
     pub git_commit: String,
     pub profile: String,
+    /// When the run was reported (UTC, RFC 3339): `history` orders runs by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     pub machine: Machine,
     pub counts: BTreeMap<String, usize>,
     pub claims: Vec<ClaimResult>,
@@ -39,6 +46,7 @@ impl Summary {
             diffscale_version: VERSION.into(),
             git_commit: GIT_COMMIT.into(),
             profile: manifest.profile.name().into(),
+            created: Some(crate::run::record::now_rfc3339()),
             machine: manifest.machine.clone(),
             counts,
             claims,
@@ -66,7 +74,7 @@ fn has_interval(c: &crate::check::CheckOutcome) -> bool {
     c.measured.is_some_and(|m| m.lo.is_some()) || c.rows.iter().any(|r| r.measured.lo.is_some())
 }
 
-pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String {
+pub fn markdown(summary: &Summary, figures: &BTreeMap<String, Vec<figures::FigureRef>>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# diffscale report: profile `{}`\n", summary.profile);
     let _ = writeln!(
@@ -153,8 +161,8 @@ pub fn markdown(summary: &Summary, figures: &BTreeMap<String, String>) -> String
                 let _ = writeln!(s);
             }
         }
-        if let Some(fig) = figures.get(&c.id) {
-            let _ = writeln!(s, "\n![{}](figures/{fig}.svg)", c.id);
+        for fig in figures.get(&c.id).into_iter().flatten() {
+            let _ = writeln!(s, "\n![{}](figures/{}.svg)\n\n*Figure: {}*", c.id, fig.stem, md_cell(&fig.caption));
         }
     }
     s
@@ -236,5 +244,6 @@ pub fn write_all(
     write_json(&out.join("summary.json"), summary)?;
     write_atomic(&out.join("junit.xml"), junit(summary).as_bytes())?;
     write_atomic(&out.join("report.md"), markdown(summary, &figs).as_bytes())?;
+    write_atomic(&out.join("index.html"), page::index_html(summary, manifest, &figs).as_bytes())?;
     Ok(())
 }

@@ -8,13 +8,15 @@ use crate::run::experiment::ClaimData;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+/// Okabe and Ito's colour-blind-safe palette (blue, orange, bluish green, vermillion, reddish
+/// purple, sky blue): every pair stays apart under the common colour-vision deficiencies.
 pub(super) const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
 ];
 
 /// A point with an optional interval on y.
@@ -31,6 +33,7 @@ pub(super) struct Series {
 
 pub struct Figure {
     pub(super) title: String,
+    /// What the figure shows, in full: the caption under it in the report and the page.
     pub(super) subtitle: String,
     pub(super) x_label: String,
     pub(super) y_label: String,
@@ -46,6 +49,24 @@ pub enum Plot {
     One(Figure),
     Panels(Vec<Figure>),
     Heat(Heat),
+}
+
+impl Plot {
+    /// The caption: what each chart shows (the image itself carries only short titles).
+    pub fn caption(&self) -> String {
+        match self {
+            Plot::One(f) => f.subtitle.clone(),
+            Plot::Heat(h) => h.subtitle.clone(),
+            Plot::Panels(fs) => {
+                let parts: Vec<String> = fs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| format!("({}) {}", (b'a' + i as u8) as char, f.subtitle))
+                    .collect();
+                parts.join(" ")
+            }
+        }
+    }
 }
 
 /// Per row: the mean and, with 3 or more seeds, its 95% Student-t interval.
@@ -75,6 +96,22 @@ pub(super) fn col_points(d: &ClaimData, name: &str) -> Option<RowPoints> {
     )
 }
 
+/// A model's legend entry: its label and, where the rows record it, its parameter count
+/// (`w32 (11k params)`), so the legend says what the series is.
+pub(super) fn model_legend(d: &ClaimData, label: &str, row_of: impl Fn(&str) -> bool) -> String {
+    let params = d
+        .measured
+        .get("params")
+        .and_then(|p| d.rows.iter().zip(p).find(|(r, v)| row_of(r) && !v.is_empty()).map(|(_, v)| mean(v)));
+    match params {
+        Some(n) if n >= 1e9 => format!("{label} ({:.1}B params)", n / 1e9),
+        Some(n) if n >= 1e6 => format!("{label} ({:.1}M params)", n / 1e6),
+        Some(n) if n >= 1e3 => format!("{label} ({:.1}k params)", n / 1e3),
+        Some(n) => format!("{label} ({n:.0} params)"),
+        None => label.to_string(),
+    }
+}
+
 /// A table of values drawn as coloured cells with their numbers.
 pub struct Heat {
     pub(super) title: String,
@@ -87,37 +124,19 @@ pub struct Heat {
     pub(super) values: Vec<Vec<Option<f64>>>,
 }
 
-/// White background, the title and up to two lines of subtitle; returns the area below them.
+/// White background and a short title; returns the area below it. The caption (the figure's
+/// subtitle) is not drawn: cut to fit an image it lost its end, so it goes whole under the
+/// figure in the report and the page.
 pub(super) fn header<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-    subtitle: &str,
 ) -> Result<DrawingArea<DB, Shift>, String>
 where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let (top, body) = root.split_vertically(64);
-    top.draw(&Text::new(title.to_string(), (12, 6), ("sans-serif", 18).into_font())).map_err(e)?;
-    for (i, line) in wrap(subtitle, 110).iter().take(2).enumerate() {
-        let style = ("sans-serif", 12).into_font().color(&RGBColor(80, 80, 80));
-        top.draw(&Text::new(line.clone(), (12, 28 + 15 * i as i32), style)).map_err(e)?;
-    }
+    let (top, body) = root.split_vertically(32);
+    top.draw(&Text::new(title.to_string(), (12, 7), ("sans-serif", 17).into_font())).map_err(e)?;
     Ok(body)
-}
-
-/// Greedy word wrap at `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines: Vec<String> = vec![];
-    for word in text.split_whitespace() {
-        match lines.last_mut() {
-            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
-                l.push(' ');
-                l.push_str(word);
-            }
-            _ => lines.push(word.to_string()),
-        }
-    }
-    lines
 }

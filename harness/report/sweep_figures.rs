@@ -2,7 +2,8 @@
 //! Fig. 6), the samplers side by side (Fig. 11–12), the w* heat map (Fig. 8) and distillation
 //! bars (Fig. 13).
 
-use super::plot::{col_points, header, Figure, Heat, Plot, Pt, RowPoints, Series, PALETTE};
+use super::labels::{axis, axis_many};
+use super::plot::{col_points, header, model_legend, Figure, Heat, Plot, Pt, RowPoints, Series, PALETTE};
 use crate::check::sampling::guidance_optima;
 use crate::fit;
 use crate::run::experiment::ClaimData;
@@ -63,7 +64,8 @@ fn cost_curves(d: &ClaimData, cost: &str, y: &str) -> Vec<Series> {
                     better
                 });
             }
-            Series { name: m.clone(), points, line: true, bar: false, color: PALETTE[k % PALETTE.len()] }
+            let name = model_legend(d, m, |r| model_of(r) == m);
+            Series { name, points, line: true, bar: false, color: PALETTE[k % PALETTE.len()] }
         })
         .collect()
 }
@@ -75,8 +77,8 @@ fn cost_figure(title: &str, claim: &ResolvedClaim, d: &ClaimData, cost: &str, y:
             "{y} against sampling {cost} (per-step cost relative to the largest model × evaluations), one curve per model; best w per step count where swept ({})",
             claim.source
         ),
-        x_label: format!("sampling {cost}"),
-        y_label: y.to_string(),
+        x_label: axis(claim, cost),
+        y_label: axis(claim, y),
         series: cost_curves(d, cost, y),
         hlines: vec![],
         diagonal: false,
@@ -85,15 +87,15 @@ fn cost_figure(title: &str, claim: &ResolvedClaim, d: &ClaimData, cost: &str, y:
 }
 
 /// Quality against steps per model, one panel per sampler.
-fn sampler_panels(title: &str, d: &ClaimData, samplers: &[String]) -> Plot {
+fn sampler_panels(title: &str, claim: &ResolvedClaim, d: &ClaimData, samplers: &[String]) -> Plot {
     Plot::Panels(
         samplers
             .iter()
             .map(|s| Figure {
                 title: format!("{title}: {s}"),
                 subtitle: format!("FD of {s} samples against steps, one curve per model"),
-                x_label: "steps".into(),
-                y_label: s.clone(),
+                x_label: axis(claim, "steps"),
+                y_label: axis(claim, s),
                 series: cost_curves(d, "steps", s),
                 hlines: vec![],
                 diagonal: false,
@@ -127,7 +129,7 @@ fn distill_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, nums: &[Strin
             claim.source
         ),
         x_label: "model".into(),
-        y_label: "FD".into(),
+        y_label: axis_many(claim, &std::iter::once(den).chain(nums.iter().map(|n| n.as_str())).collect::<Vec<_>>()),
         series,
         hlines: vec![],
         diagonal: false,
@@ -135,7 +137,7 @@ fn distill_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, nums: &[Strin
     }))
 }
 
-fn heat(title: &str, d: &ClaimData, g: &crate::suite::GuidanceOptimumCheck) -> Option<Plot> {
+fn heat(title: &str, claim: &ResolvedClaim, d: &ClaimData, g: &crate::suite::GuidanceOptimumCheck) -> Option<Plot> {
     let mean = |c: &str| col_points(d, c).map(|v| v.iter().map(|p| p.map_or(f64::NAN, |q| q.0)).collect::<Vec<_>>());
     let (w, y, within, across) = (mean(&g.w)?, mean(&g.y)?, mean(&g.within)?, mean(&g.across)?);
     let opt = guidance_optima(&w, &y, &within, &across);
@@ -155,8 +157,8 @@ fn heat(title: &str, d: &ClaimData, g: &crate::suite::GuidanceOptimumCheck) -> O
             "FD-optimal guidance weight w* per ({}, {}), from the mean {} over replicates",
             g.within, g.across, g.y
         ),
-        x_label: g.across.clone(),
-        y_label: g.within.clone(),
+        x_label: axis(claim, &g.across),
+        y_label: axis(claim, &g.within),
         x_ticks: xs.iter().map(|v| fit::fmt_num(*v)).collect(),
         y_ticks: ys.iter().map(|v| fit::fmt_num(*v)).collect(),
         values,
@@ -172,7 +174,7 @@ fn arm_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, y: &str) -> Optio
         title: title.to_string(),
         subtitle: format!("{y} of every model (mean and 95% interval over seeds; {})", claim.source),
         x_label: "model".into(),
-        y_label: y.to_string(),
+        y_label: axis(claim, y),
         series: vec![Series { name: y.to_string(), points, line: false, bar: true, color: PALETTE[0] }],
         hlines: vec![],
         diagonal: false,
@@ -199,7 +201,7 @@ fn pair_curves(title: &str, claim: &ResolvedClaim, d: &ClaimData, g: &crate::sui
         title: title.to_string(),
         subtitle: format!("{} of each pair's two sides, pair by pair ({})", g.y, claim.source),
         x_label: "pair".into(),
-        y_label: g.y.clone(),
+        y_label: axis(claim, &g.y),
         series: vec![
             Series { name: format!("{} …", name(0)), points: side(0), line: true, bar: false, color: PALETTE[3] },
             Series { name: format!("{} …", name(1)), points: side(1), line: true, bar: false, color: PALETTE[0] },
@@ -238,7 +240,7 @@ pub fn sweep_plot(title: &str, claim: &ResolvedClaim, d: &ClaimData) -> Option<P
         })
         .collect();
     match claim.expect.first()? {
-        Check::Ordered(o) => Some(sampler_panels(title, d, &o.columns)),
+        Check::Ordered(o) => Some(sampler_panels(title, claim, d, &o.columns)),
         Check::SamplingFrontier(f) if frontier_ys.len() > 1 => Some(Plot::Panels(
             frontier_ys.iter().map(|y| cost_figure(&format!("{title}: {y}"), claim, d, &f.cost, y)).collect(),
         )),
@@ -268,7 +270,7 @@ pub fn sweep_plot(title: &str, claim: &ResolvedClaim, d: &ClaimData) -> Option<P
                 .collect();
             distill_bars(title, claim, d, &nums, &r.den)
         }
-        Check::GuidanceOptimum(g) => heat(title, d, g),
+        Check::GuidanceOptimum(g) => heat(title, claim, d, g),
         _ => None,
     }
 }
@@ -279,7 +281,7 @@ where
     DB::ErrorType: 'static,
 {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    let body = header(&root, &h.title, &h.subtitle)?;
+    let body = header(&root, &h.title)?;
     let (nx, ny) = (h.x_ticks.len().max(1), h.y_ticks.len().max(1));
     let mut chart = ChartBuilder::on(&body)
         .margin(14)

@@ -6,7 +6,7 @@ use super::ResolvedClaim;
 use crate::check::{evaluate, fit_claim, CheckOutcome, ClaimData, Ctx, FitOutcome, Verdict};
 use crate::fit::Estimate;
 use crate::suite::validate::columns;
-use crate::suite::Plan;
+use crate::suite::{Check, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -28,6 +28,10 @@ pub struct ClaimResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_method: Option<String>,
     pub expected: String,
+    /// The band the headline value must lie in (`[min, max]`, either open), where the first
+    /// check has one: what `history` draws and tests each run against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<[Option<f64>; 2]>,
     /// Why it was skipped or failed, or what the errata are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -60,6 +64,15 @@ pub fn claim_data(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>)
     Some(assemble(exp, &rows, &cases))
 }
 
+/// The band of a claim's headline (its first check's value): a `within` check's headline is
+/// the worst row's |measured − printed| / tolerance, which passes at ≤ 1.
+fn headline_band(c: &Check) -> Option<[Option<f64>; 2]> {
+    match c {
+        Check::Within(_) => Some([None, Some(1.0)]),
+        _ => crate::suite::validate::check_band(c).map(|(lo, hi)| [lo, hi]),
+    }
+}
+
 pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> ClaimResult {
     let mut res = ClaimResult {
         id: claim.id.clone(),
@@ -72,6 +85,7 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
         interval: None,
         interval_method: None,
         expected: String::new(),
+        band: claim.expect.first().and_then(headline_band),
         reason: None,
         fit: None,
         checks: vec![],

@@ -35,6 +35,12 @@ pub struct ResolvedClaim {
     pub fit: Option<FitSpec>,
     pub expect: Vec<Check>,
     pub bootstrap: Bootstrap,
+    /// The paper's points to draw beside this claim's, resolved from the suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper_panel: Option<crate::suite::PaperPanel>,
+    /// Column name → quantity and unit, from the suite (for the figures' axes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quantities: BTreeMap<String, String>,
     /// Content hash of everything above.
     pub hash: String,
     pub cases: Vec<PlannedCase>,
@@ -83,6 +89,8 @@ pub fn plan(
                 fit: c.doc.fit.clone(),
                 expect: c.doc.expect.clone(),
                 bootstrap: s.bootstrap.clone(),
+                quantities: s.quantities.clone(),
+                paper_panel: c.doc.paper_panel.clone(),
                 hash: String::new(),
                 cases: vec![],
             };

@@ -32,6 +32,8 @@ pub struct Suite {
     pub title: String,
     pub paper: Option<String>,
     pub bootstrap: Bootstrap,
+    /// Column name → the quantity it measures, with its unit (for figures).
+    pub quantities: BTreeMap<String, String>,
     pub claims: Vec<Claim>,
 }
 
@@ -254,6 +256,13 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         }
         claims.push(Claim { doc: c.clone(), plans });
     }
+    for i in 0..claims.len() {
+        if let Err((field, msg)) = resolve_paper_panel(&mut claims, i) {
+            let at =
+                vec![Step::Key("claims".into()), Step::Index(i), Step::Key("paper_panel".into()), Step::Key(field)];
+            return Err(files.error(root.locate_value(&at), msg));
+        }
+    }
     Ok(Suite {
         path: path.to_path_buf(),
         name: doc.suite,
@@ -261,8 +270,68 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         title: doc.title,
         paper: doc.paper,
         bootstrap: doc.bootstrap,
+        quantities: doc.quantities,
         claims,
     })
+}
+
+/// Rows and printed numbers of a claim's experiment, in a profile that runs it.
+fn printed_rows(c: &Claim) -> Vec<(String, BTreeMap<String, f64>)> {
+    let run =
+        [Profile::Cpu, Profile::Smoke, Profile::Gpu, Profile::Paper].into_iter().find_map(|p| match &c.plans[&p] {
+            Plan::Run(e) => Some(e),
+            Plan::Skip(_) => None,
+        });
+    match run.map(|e| e.as_ref()) {
+        Some(Experiment::Table(t)) => t.rows.iter().map(|r| (r.label.clone(), r.printed.clone())).collect(),
+        Some(Experiment::TrainSweep(t)) => t.models.iter().map(|m| (m.label.clone(), m.printed.clone())).collect(),
+        _ => vec![],
+    }
+}
+
+/// Fill in claim `i`'s paper panel from the rows it names; Err: (field, why).
+fn resolve_paper_panel(claims: &mut [Claim], i: usize) -> Result<(), (String, String)> {
+    let Some(panel) = claims[i].doc.paper_panel.clone() else { return Ok(()) };
+    let from = panel.from.clone().unwrap_or_else(|| claims[i].doc.id.clone());
+    let source = claims
+        .iter()
+        .find(|c| c.doc.id == from)
+        .ok_or(("from".to_string(), format!("no claim `{from}` in this suite")))?;
+    let printed = |field: &str, col: &str| -> Result<String, (String, String)> {
+        col.strip_prefix("printed.")
+            .map(String::from)
+            .ok_or((field.into(), format!("`{col}`: the paper's points are `printed.` columns")))
+    };
+    let y = printed("y", &panel.y)?;
+    let x = panel.x.as_deref().map(|x| printed("x", x)).transpose()?;
+    let points: Vec<PaperPoint> = printed_rows(source)
+        .into_iter()
+        .filter_map(|(label, p)| {
+            let px = match &x {
+                Some(x) => Some(*p.get(x)?),
+                None => None,
+            };
+            Some(PaperPoint { label, x: px, y: *p.get(&y)? })
+        })
+        .collect();
+    if points.len() < 2 {
+        return Err((
+            "y".into(),
+            format!("`{from}` prints `{}` in {} row(s); a panel needs two", panel.y, points.len()),
+        ));
+    }
+    if let Some(Plan::Run(e)) = claims[i].plans.get(&Profile::Cpu) {
+        let cols = validate::columns(e);
+        for (field, col) in [("vs", Some(&panel.vs.y)), ("vs", panel.vs.x.as_ref())] {
+            if let Some(Err(m)) = col.map(|c| validate::resolve(c, &cols, false)) {
+                return Err((field.into(), m));
+            }
+        }
+    }
+    if let Some(p) = claims[i].doc.paper_panel.as_mut() {
+        p.points = points;
+    }
+    Ok(())
 }
 
 /// Suite files named by `paths`: files as given; directories scanned for `*.yaml`, skipping

@@ -32,6 +32,11 @@ pub struct SuiteDoc {
     pub templates: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub bootstrap: Bootstrap,
+    /// What a column measures, with its unit, as the figures' axes name it: column name →
+    /// quantity (e.g. `fid: "FID-50K (paper Table 4)"`). Columns the harness measures itself
+    /// (`excess_error`, `train_flops`, a sampler's FD, …) are named without it.
+    #[serde(default)]
+    pub quantities: BTreeMap<String, String>,
     pub claims: Vec<ClaimDoc>,
 }
 
@@ -76,6 +81,53 @@ pub struct ClaimDoc {
     pub fit: Option<FitSpec>,
     /// The checks; the claim's verdict is the worst of theirs.
     pub expect: Vec<Check>,
+    /// A figure of the paper's points beside this claim's, for claims that mirror a paper
+    /// figure or table.
+    #[serde(default)]
+    pub paper_panel: Option<PaperPanel>,
+}
+
+/// The paper's points (left) beside the reproduction's (right), each relative to its own row
+/// with the largest x (or its first row, when x is the rows themselves), so their shapes
+/// compare although their units do not.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PaperPanel {
+    /// The claim (of this suite) whose rows print the paper's points; default: this claim.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The paper's x, a `printed.` column; absent: the rows, in order.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// The paper's quality, a `printed.` column.
+    pub y: String,
+    /// This claim's columns drawn beside them.
+    pub vs: PanelAxes,
+    /// Where the paper's points are read off a figure rather than printed: which figure, and
+    /// how they were read.
+    #[serde(default)]
+    pub readout: Option<String>,
+    /// The paper's points, filled in from `from`'s rows when the suite loads (replacing
+    /// anything written here; kept in a run's manifest so its figures can be redrawn).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub points: Vec<PaperPoint>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PanelAxes {
+    /// Absent: the rows, in order (as the paper's `x`).
+    #[serde(default)]
+    pub x: Option<String>,
+    pub y: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct PaperPoint {
+    pub label: String,
+    pub x: Option<f64>,
+    pub y: f64,
 }
 
 fn experiment_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -708,6 +708,16 @@ fn check_refs(chk: &Check) -> CheckRefs<'_> {
     }
 }
 
+/// The columns a check reads, in the order its fields are written.
+pub fn check_columns(chk: &Check) -> Vec<&String> {
+    check_refs(chk).refs.into_iter().map(|(_, c)| c).collect()
+}
+
+/// The band `[min, max]` a check's headline value must lie in, where it has one.
+pub fn check_band(chk: &Check) -> Option<(Option<f64>, Option<f64>)> {
+    check_refs(chk).band
+}
+
 /// Paths here are relative to the claim node.
 pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
     let cols = columns(e);
