@@ -76,6 +76,8 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     assert_eq!(verdict(&s, "mei2024/table1-gflops"), "ERRATUM");
     assert_eq!(verdict(&s, "mei2024/table1-norm-cost"), "ERRATUM");
     assert_eq!(verdict(&s, "li2024/scaling-functions"), "ERRATUM");
+    assert_eq!(verdict(&s, "dit2023/patch-gflops-scaling"), "ERRATUM");
+    assert_eq!(verdict(&s, "microdit2024/cost-ratios"), "ERRATUM");
     // The machinery, not the outcome: every claim that ran has a verdict from its checks, each
     // check a verdict, an interval method when it is seeded, and a case record per planned case;
     // a skipped claim says why. Which verdict a trained claim gets at this scale is not asserted.

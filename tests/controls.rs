@@ -184,6 +184,8 @@ fn plant(d: &ClaimData, check: &Check, sign: f64) -> Option<ClaimData> {
             // y = 1 + 10·ln(w/w*)², with w* sweeping the w grid along `across` (claimed) or fixed.
             let (ws, across) = (levels(&d, &g.w), levels(&d, &g.across));
             let (w0, w1) = (ws[0], ws[ws.len() - 1]);
+            // The opposite reading ("w* stays put") is planted as a fixed w*.
+            let sign = if g.independent { -sign } else { sign };
             for r in 0..rows.len() {
                 let (Some(w), Some(a), Some(_)) = (value(&d, &g.w, r), value(&d, &g.across, r), value(&d, &g.y, r))
                 else {

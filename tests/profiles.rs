@@ -52,3 +52,81 @@ fn dry_run_estimates_a_profile_for_a_device_it_does_not_open() {
         assert!(text.contains("dit2023/reduced-compute-efficiency") && text.contains("min on"), "{text}");
     }
 }
+
+/// Table columns built from other columns compute what they say: a pair's ratio (`per_model`),
+/// a share of the total (`of_total`), a derived ratio of printed numbers (`derived`), and a
+/// budget's per-group share; and each check on them can fail (the negative controls).
+#[test]
+fn pair_share_derived_and_group_columns_compute_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("cols.yaml");
+    std::fs::write(
+        &suite,
+        r#"
+suite: cols
+version: 1
+title: derived columns
+templates:
+  tiny: {family: dit, depth: 2, hidden: 8, heads: 2, patch: 2, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2}
+claims:
+  - id: cols/exact
+    claim: a model against itself is 1; every category is the whole; 6 ÷ 3 × 0.5 is 1
+    source: test
+    experiment:
+      kind: table
+      measures:
+        ratio: {quantity: forward, convention: macs}
+        whole: {quantity: forward, convention: macs, only: [conv, token_linear, other_linear, self_attention, cross_attention], of_total: true}
+      derived:
+        half: {num: [printed.a], den: [printed.b], times: 0.5}
+      rows:
+        - {label: pair, model: {use: tiny}, per_model: {use: tiny}, printed: {a: 6, b: 3}}
+    expect:
+      - band: {of: ratio, min: 0.999999, max: 1.000001}
+      - band: {of: whole, min: 0.999999, max: 1.000001}
+      - band: {of: half, min: 0.999999, max: 1.000001}
+  - id: cols/patch-halved
+    claim: halving the patch costs more, so a ratio of at most 1 fails
+    source: test (negative control)
+    experiment:
+      kind: table
+      measures:
+        ratio: {quantity: forward, convention: macs}
+      rows:
+        - {label: pair, model: {use: tiny}, per_model: {use: tiny, patch: 4}}
+    expect:
+      - band: {of: ratio, max: 1.0}
+  - id: cols/groups
+    claim: two equal stages in one group hold half each and the whole together
+    source: test
+    experiment:
+      kind: training_budget
+      stages:
+        - {label: a, group: g, model: {use: tiny}, batch: 1, steps: 10}
+        - {label: b, group: g, model: {use: tiny}, batch: 1, steps: 10}
+      hardware: {gpus: 1, peak_flops: 1.0e+12, days: 1}
+    expect:
+      - band: {of: share, min: 0.499999, max: 0.500001}
+      - band: {of: group_share, min: 0.999999, max: 1.000001}
+      # Negative control: a stage is not the whole.
+      - band: {of: share, rows: [a], min: 0.9}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_diffscale"))
+        .args(["run", "--profile", "smoke", "--no-fail-exit", "--out"])
+        .arg(dir.path().join("run"))
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap()).unwrap();
+    let checks = |id: &str| -> Vec<String> {
+        let c = s["claims"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+        c["checks"].as_array().unwrap().iter().map(|k| k["verdict"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(checks("cols/exact"), ["PASS", "PASS", "PASS"]);
+    assert_eq!(checks("cols/patch-halved"), ["FAIL"]);
+    assert_eq!(checks("cols/groups"), ["PASS", "PASS", "FAIL"]);
+}

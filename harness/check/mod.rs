@@ -589,14 +589,28 @@ fn optimum(ctx: &Ctx, c: &OptimumCheck, i: usize) -> Result<CheckOutcome, String
         })
         .map(|(gv, _)| fit::fmt_num(gv))
         .collect();
+    // The other half of a compute-optimal split: with compute ∝ size × steps, optimal steps
+    // grow as group^b with a + b = 1 (the "10× compute to data, not parameters" reading).
+    if let Some(e) = est.as_ref().filter(|_| c.group == "budget") {
+        let (lo, hi) = (e.hi.map(|h| 1.0 - h), e.lo.map(|l| 1.0 - l));
+        let iv = match (lo, hi) {
+            (Some(lo), Some(hi)) => format!(" [{}, {}]", fit::fmt_num(lo), fit::fmt_num(hi)),
+            _ => String::new(),
+        };
+        note = Some(format!("optimal training steps ∝ budget^b with b = 1 − a = {}{iv}", fit::fmt_num(1.0 - e.value)));
+    }
     if !edges.is_empty() && est.is_some() {
         verdict = Verdict::Inconclusive;
-        note = Some(format!(
+        let edge = format!(
             "the optimal {} at {} = {} lies on the edge of the size grid: only a bound; sizes beyond it would decide",
             c.x,
             c.group,
             edges.join(", ")
-        ));
+        );
+        note = Some(match note {
+            Some(n) => format!("{edge}; {n}"),
+            None => edge,
+        });
     }
     Ok(CheckOutcome {
         check: format!(

@@ -272,14 +272,19 @@ pub fn guidance_optimum(ctx: &Ctx, g: &GuidanceOptimumCheck, i: usize) -> Result
     let est = ctx.interval(&refs, ctx.seed(&format!("check{i}")), |s| spread(&opt_of(s)));
     let (verdict, note) = match &est {
         Some(e) => {
-            let f = g.floor;
-            (positive_verdict(&Estimate { value: e.value - f, lo: e.lo.map(|v| v - f), hi: e.hi.map(|v| v - f) }), None)
+            // Distance above the floor, or below it for the opposite reading.
+            let (f, s) = (g.floor, if g.independent { -1.0 } else { 1.0 });
+            let shifted = |v: f64| s * (v - f);
+            let (lo, hi) = (e.lo.map(shifted), e.hi.map(shifted));
+            let (lo, hi) = if g.independent { (hi, lo) } else { (lo, hi) };
+            (positive_verdict(&Estimate { value: shifted(e.value), lo, hi }), None)
         }
         None => (Verdict::Fail, Some(format!("needs two `{}` values per `{}`", g.across, g.within))),
     };
+    let (moves, cmp) = if g.independent { ("stays put as", "<") } else { ("moves with", ">") };
     Ok(CheckOutcome {
         check: format!(
-            "the {}-optimal {} moves with {} (mean spread of ln {}* per {} > {})",
+            "the {}-optimal {} {moves} {} (mean spread of ln {}* per {} {cmp} {})",
             g.y,
             g.w,
             g.across,
@@ -289,7 +294,7 @@ pub fn guidance_optimum(ctx: &Ctx, g: &GuidanceOptimumCheck, i: usize) -> Result
         ),
         verdict,
         measured: est,
-        expected: format!("spread > {}", fit::fmt_num(g.floor)),
+        expected: format!("spread {cmp} {}", fit::fmt_num(g.floor)),
         rows,
         note,
     })

@@ -414,7 +414,12 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
         across: "steps".into(),
         within: "size".into(),
         floor: 0.223,
+        independent: false,
     });
+    let independent = match &chk {
+        Check::GuidanceOptimum(g) => Check::GuidanceOptimum(GuidanceOptimumCheck { independent: true, ..g.clone() }),
+        _ => unreachable!(),
+    };
     let (rows, cols) = grid(true);
     let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
     let o = run(&data(&labels, &cols, &[]), chk.clone());
@@ -422,10 +427,14 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
     assert_eq!(o.verdict, Verdict::Pass, "{o:?}");
     assert!((o.measured.unwrap().value - f64::ln(2.4)).abs() < 0.15, "{o:?}");
     assert_eq!(o.rows.len(), 4);
-    // Negative control: w* = 1.5 at every step count.
+    // The opposite reading ("w* stays put") FAILs on the same moving data …
+    assert_eq!(run(&data(&labels, &cols, &[]), independent.clone()).verdict, Verdict::Fail);
+    // Negative control: w* = 1.5 at every step count …
     let (rows, cols) = grid(false);
     let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
     assert_eq!(run(&data(&labels, &cols, &[]), chk).verdict, Verdict::Fail);
+    // … where the opposite reading PASSes.
+    assert_eq!(run(&data(&labels, &cols, &[]), independent).verdict, Verdict::Pass);
 }
 
 #[test]

@@ -98,6 +98,10 @@ pub fn measure(model: &ModelConfig, m: &Measure) -> Result<f64, String> {
         Quantity::Training => budget::training_compute(fwd(), m.batch.unwrap_or(0.0), m.steps.unwrap_or(0.0)),
         Quantity::Sampling => budget::sampling_cost(fwd(), m.steps.unwrap_or(0.0), m.guided),
     };
+    if m.of_total {
+        let all = Measure { only: None, of_total: false, unit: 1.0, per: None, ..m.clone() };
+        return Ok(v / m.unit / measure(model, &all)?);
+    }
     Ok(v / m.unit / m.per.unwrap_or(1.0))
 }
 
@@ -110,7 +114,12 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
             let row = t.rows.iter().find(|r| r.label == case.row).ok_or("row vanished")?;
             if let Some(model) = &row.model {
                 for (name, m) in &t.measures {
-                    out.insert(name.clone(), measure(model, m)?);
+                    let v = measure(model, m)?;
+                    let v = match &row.per_model {
+                        Some(base) => v / measure(base, m)?,
+                        None => v,
+                    };
+                    out.insert(name.clone(), v);
                 }
             }
         }
@@ -217,11 +226,39 @@ pub fn assemble(e: &Experiment, rows: &[String], cases: &[(String, u32, BTreeMap
                 let base = col[bi].first().copied().unwrap_or(f64::NAN);
                 col.iter_mut().flatten().for_each(|v| *v /= base);
             }
+            for (name, f) in &t.derived {
+                let value = |i: usize, c: &str| match c.strip_prefix("printed.") {
+                    Some(p) => d.printed.get(p).and_then(|col| col[i]),
+                    None => d.measured.get(c).and_then(|col| col[i].first().copied()),
+                };
+                let col: Vec<Vec<f64>> = (0..rows.len())
+                    .map(|i| {
+                        let num: Option<f64> = f.num.iter().map(|c| value(i, c)).product();
+                        let den: Option<f64> = f.den.iter().map(|c| value(i, c)).product();
+                        num.zip(den).map(|(n, dd)| vec![f.times * n / dd]).unwrap_or_default()
+                    })
+                    .collect();
+                d.measured.insert(name.clone(), col);
+            }
         }
         Experiment::TrainingBudget(b) => {
             let total: f64 = d.measured.get("training").map(|c| c.iter().flatten().sum()).unwrap_or(0.0);
             let h = &b.hardware;
             let gpu_hours = h.gpus * h.days * 24.0;
+            // Each stage's share of the total, and its group's (stages of one resolution, say).
+            let training: Vec<f64> =
+                d.measured.get("training").map(|c| c.iter().map(|v| v.iter().sum()).collect()).unwrap_or_default();
+            let group_of = |s: &crate::suite::Stage| s.group.clone().unwrap_or_else(|| s.label.clone());
+            let mut share = vec![vec![]; rows.len()];
+            let mut group_share = vec![vec![]; rows.len()];
+            for (i, s) in b.stages.iter().enumerate().filter(|(i, _)| *i < training.len()) {
+                share[i].push(training[i] / total);
+                let g: f64 =
+                    b.stages.iter().zip(&training).filter(|(o, _)| group_of(o) == group_of(s)).map(|(_, t)| t).sum();
+                group_share[i].push(g / total);
+            }
+            d.measured.insert("share".into(), share);
+            d.measured.insert("group_share".into(), group_share);
             d.scalars.insert("total_training".into(), total);
             d.scalars.insert("gpu_hours".into(), gpu_hours);
             d.scalars.insert("utilisation".into(), total / (h.gpus * h.peak_flops * h.days * 86_400.0));

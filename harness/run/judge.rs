@@ -64,6 +64,10 @@ pub fn claim_data(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>)
     Some(assemble(exp, &rows, &cases))
 }
 
+fn opposite_reading(c: &Check) -> bool {
+    matches!(c, Check::GuidanceOptimum(g) if g.independent)
+}
+
 /// The band of a claim's headline (its first check's value): a `within` check's headline is
 /// the worst row's |measured − printed| / tolerance, which passes at ≤ 1.
 fn headline_band(c: &Check) -> Option<[Option<f64>; 2]> {
@@ -144,7 +148,17 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
     };
     ctx.fit = fit.as_ref();
     res.checks = claim.expect.iter().enumerate().map(|(i, c)| evaluate(&ctx, c, i)).collect();
-    res.verdict = Verdict::combine(res.checks.iter().map(|c| c.verdict));
+    // A check of the opposite reading (a write-up's "w* does not move") is judged on the same
+    // data and shown with its own verdict, but the claim is the paper's reading: it does not count.
+    for (o, c) in res.checks.iter_mut().zip(&claim.expect) {
+        if opposite_reading(c) {
+            let n = "the opposite reading, judged on the same data: shown, not counted in the claim's verdict";
+            o.note = Some(o.note.take().map_or(n.to_string(), |x| format!("{x}; {n}")));
+        }
+    }
+    res.verdict = Verdict::combine(
+        res.checks.iter().zip(&claim.expect).filter(|(_, c)| !opposite_reading(c)).map(|(o, _)| o.verdict),
+    );
     if let Some(first) = res.checks.first() {
         res.measured = first.measured.map(|e: Estimate| e.value);
         res.interval = first.measured.and_then(|e| Some([e.lo?, e.hi?]));

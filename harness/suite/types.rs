@@ -261,6 +261,22 @@ pub struct TableExp {
     /// Columns computed from each row's model.
     #[serde(default)]
     pub measures: BTreeMap<String, Measure>,
+    /// Columns computed from a row's other columns (measured or `printed.`): the product of
+    /// `num` over the product of `den`, times `times` (e.g. a ratio the paper states in words).
+    #[serde(default)]
+    pub derived: BTreeMap<String, Derived>,
+}
+
+/// `times · Π num / Π den` of one row's columns.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Derived {
+    #[serde(default)]
+    pub num: Vec<String>,
+    #[serde(default)]
+    pub den: Vec<String>,
+    #[serde(default = "one")]
+    pub times: f64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -269,6 +285,10 @@ pub struct Row {
     pub label: String,
     #[serde(default)]
     pub model: Option<ModelConfig>,
+    /// A second model: every measure of this row is `model`'s value over this one's (a pair's
+    /// ratio, e.g. patch 2 against patch 4).
+    #[serde(default)]
+    pub per_model: Option<ModelConfig>,
     /// The paper's printed numbers for this row, by column name (cite the table in `source`).
     #[serde(default)]
     pub printed: BTreeMap<String, f64>,
@@ -306,6 +326,9 @@ pub struct Measure {
     /// Sampling quantity: classifier-free guidance doubles the evaluations.
     #[serde(default)]
     pub guided: bool,
+    /// Divide by the same quantity over every category: with `only`, that part's share.
+    #[serde(default)]
+    pub of_total: bool,
 }
 
 fn one() -> f64 {
@@ -379,6 +402,10 @@ pub struct Stage {
     pub model: ModelConfig,
     pub batch: f64,
     pub steps: f64,
+    /// Stages with the same group (e.g. a resolution) report their joint share of the total
+    /// compute as `group_share`.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// A training budget as published.
@@ -1012,6 +1039,10 @@ pub struct GuidanceOptimumCheck {
     /// The smallest spread of ln w* that counts as a dependence (ln 1.25 ≈ 0.22: one step of a
     /// typical grid).
     pub floor: f64,
+    /// The opposite reading: w* does not move with `across` (PASS when the spread's interval
+    /// lies wholly below `floor`, FAIL when wholly above).
+    #[serde(default)]
+    pub independent: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -148,6 +148,35 @@ pub fn experiment(e: &Experiment) -> Problems {
                     p.push((vec![k("measures"), k(name)], "measures need rows with a `model`".into()));
                 }
             }
+            for (i, r) in t.rows.iter().enumerate() {
+                if let Some(m) = &r.per_model {
+                    model(m, vec![k("rows"), Step::Index(i), k("per_model")], &mut p);
+                }
+            }
+            let cols = columns(e);
+            for (name, f) in &t.derived {
+                if f.num.is_empty() && f.den.is_empty() {
+                    p.push((
+                        vec![k("derived"), k(name)],
+                        "give the columns to multiply (`num`) or divide by (`den`)".into(),
+                    ));
+                }
+                for (field, c) in f.num.iter().map(|c| ("num", c)).chain(f.den.iter().map(|c| ("den", c))) {
+                    let known = match c.strip_prefix("printed.") {
+                        Some(pc) => cols.printed.contains(pc),
+                        None => t.measures.contains_key(c),
+                    };
+                    if !known {
+                        p.push((
+                            vec![k("derived"), k(name), k(field)],
+                            format!("no column `{c}` (measures, or printed.NAME)"),
+                        ));
+                    }
+                }
+                if !f.times.is_finite() {
+                    p.push((vec![k("derived"), k(name), k("times")], "times must be a finite number".into()));
+                }
+            }
         }
         Experiment::PowerLaws(pl) => {
             if pl.laws.is_empty() {
@@ -459,7 +488,7 @@ pub fn columns(e: &Experiment) -> Columns {
     let mut c = Columns::default();
     match e {
         Experiment::Table(t) => {
-            c.measured = t.measures.keys().cloned().collect();
+            c.measured = t.measures.keys().chain(t.derived.keys()).cloned().collect();
             c.printed = t.rows.iter().flat_map(|r| r.printed.keys().cloned()).collect();
             c.rows = t.rows.iter().map(|r| r.label.clone()).collect();
         }
@@ -469,7 +498,7 @@ pub fn columns(e: &Experiment) -> Columns {
                 pl.laws.iter().flat_map(|l| l.at.iter().map(move |a| format!("{} @ {}", l.name, a.label))).collect();
         }
         Experiment::TrainingBudget(b) => {
-            c.measured = ["forward", "training"].map(String::from).into();
+            c.measured = ["forward", "training", "share", "group_share"].map(String::from).into();
             c.scalars = ["total_training", "utilisation", "gpu_hours"].map(String::from).into();
             if b.hardware.dollars.is_some() {
                 c.scalars.insert("dollars_per_gpu_hour".into());
