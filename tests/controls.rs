@@ -27,11 +27,16 @@ struct Claim {
 
 /// The claim at the cpu profile and its committed records.
 fn claim(id: &str) -> Claim {
+    claim_in(id, Profile::Cpu, &Path::new(ROOT).join("results/cpu/cases"))
+}
+
+/// The claim at `profile` and the records of a run of it in `cases_dir`.
+fn claim_in(id: &str, profile: Profile, cases_dir: &Path) -> Claim {
     let suite = load_suite(&Path::new(ROOT).join(format!("suites/{}.yaml", id.split('/').next().unwrap()))).unwrap();
     let c = suite.claims.iter().find(|c| c.doc.id == id).unwrap();
-    let Some(Plan::Run(exp)) = c.plans.get(&Profile::Cpu) else { panic!("{id} runs at the cpu profile") };
+    let Some(Plan::Run(exp)) = c.plans.get(&profile) else { panic!("{id} runs at the {} profile", profile.name()) };
     let mut cases = vec![];
-    for f in std::fs::read_dir(Path::new(ROOT).join("results/cpu/cases")).unwrap() {
+    for f in std::fs::read_dir(cases_dir).unwrap() {
         let r: CaseRecord = serde_json::from_str(&std::fs::read_to_string(f.unwrap().path()).unwrap()).unwrap();
         if r.claim_id == id && r.status == CaseStatus::Ok {
             cases.push((r.row, r.replicate, r.values));
@@ -245,6 +250,37 @@ fn controls_but(id: &str, blind: &[usize]) {
 
 fn controls(id: &str) {
     controls_but(id, &[]);
+}
+
+/// Every plantable check of `id` goes both ways on the seed noise of a fresh smoke run: for
+/// claims the cpu profile skips (their mechanism needs the gpu profile's scale), which have no
+/// committed records.
+fn controls_on_smoke(id: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!("{ROOT}/suites/{}.yaml", id.split('/').next().unwrap());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diffscale"))
+        .args(["run", "--profile", "smoke", "--no-fail-exit", "--claim", id, "--out"])
+        .arg(dir.path())
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+    let c = claim_in(id, Profile::Smoke, &dir.path().join("cases"));
+    let mut planted = 0;
+    for (i, check) in c.checks.iter().enumerate() {
+        let (Some(pos), Some(neg)) = (plant(&c.data, check, 1.0), plant(&c.data, check, -1.0)) else { continue };
+        assert_eq!(verdict(&c, &pos, i), Verdict::Pass, "{id}, check {}: planted", i + 1);
+        assert_eq!(verdict(&c, &neg, i), Verdict::Fail, "{id}, check {}: reversed", i + 1);
+        planted += 1;
+    }
+    assert!(planted > 0, "{id}: no check planted");
+}
+
+#[test]
+fn gpu_scale_masking_claims_go_both_ways_on_smoke_noise() {
+    controls_on_smoke("microdit2024/reduced-patch-size-vs-masking");
+    controls_on_smoke("microdit2024/reduced-layerwise-scaling");
+    controls_on_smoke("microdit2024/reduced-deferred-vs-downscaling");
 }
 
 #[test]
