@@ -1,7 +1,7 @@
 //! The `diffscale` binary: see `diffscale --help`.
 
 // candle allocates a fresh buffer per op; with glibc's allocator a third of a training step
-// went to page faults (candle.md §4). mimalloc reuses memory instead.
+// went to page faults (docs/methods.md §7.4). mimalloc reuses memory instead.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,13 +2,13 @@
 # The `gpu` profile on one GPU machine (one H200 and 16 CPU cores), in two parts of at most
 # ~5 minutes each by `diffscale run --dry-run`'s estimate, so that each fits one 10-minute call:
 #
-#   scripts/gpu-profile.sh 1       # GPU: half of the DiT and MicroDiT cases; CPU cores: the rest
+#   scripts/gpu-profile.sh 1       # GPU: half of the DiT, MicroDiT and Li cases; CPU cores: the rest
 #   scripts/gpu-profile.sh 2       # GPU: the other half
 #   scripts/gpu-profile.sh merge   # join the three folders into results/gpu
 #   scripts/gpu-profile.sh all     # 1, 2 and merge in one go
 #
-# Why two devices: the DiT-family claims are sized for the GPU (24×24 images, widths to 128,
-# up to 1e13 training FLOPs a model); the MLP claims of mei2024 train models of a few thousand
+# Why two devices: the DiT-family and UNet claims are sized for the GPU (24×24 images, widths to
+# 128, up to 1e13 training FLOPs a model); the MLP claims of mei2024 train models of a few thousand
 # parameters, whose steps candle runs ~10× faster on one CPU core than on the H200 (launch-bound:
 # README, "GPU"), so they run on 12 of the machine's cores beside the GPU's process. The two
 # halves record different numerics (device, precision), hence `merge --allow-mixed-machines`.
@@ -26,8 +26,8 @@ OUT=${OUT:-runs/gpu}
 RESULTS=${RESULTS:-results/gpu}
 PROFILE=${PROFILE:-gpu}
 GPU_DEVICE=${GPU_DEVICE:-cuda:0}
-GPU_SUITES=(suites/dit2023.yaml suites/microdit2024.yaml)
-CPU_SUITES=(suites/mei2024.yaml suites/calibration.yaml suites/li2024.yaml)
+GPU_SUITES=(suites/dit2023.yaml suites/microdit2024.yaml suites/li2024.yaml)
+CPU_SUITES=(suites/mei2024.yaml suites/calibration.yaml)
 if lib=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null); then
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi

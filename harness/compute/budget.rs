@@ -20,7 +20,7 @@ mod tests {
 
     #[test]
     fn dit_xl2_400k_worked_example() {
-        // papers.md §3.5: 118.64 × 256 × 4e5 × 3 ≈ 3.6e10 "Gflops".
+        // docs/papers.md §3.5: 118.64 × 256 × 4e5 × 3 ≈ 3.6e10 "Gflops".
         let c = training_compute(118.64, 256.0, 4e5);
         assert!((c / 3.6e10 - 1.0).abs() < 0.02);
     }

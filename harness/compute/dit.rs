@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn xl2_matches_published_parameter_counts() {
         let c = DitConfig::named("XL", 2).unwrap().count().total();
-        // Trainable params of DiT-XL/2 and with the frozen pos_embed (papers.md §3.2).
+        // Trainable params of DiT-XL/2 and with the frozen pos_embed (docs/papers.md §3.2).
         assert_eq!(c.params, 674_834_720);
         assert_eq!(c.params + c.frozen, 675_129_632);
     }

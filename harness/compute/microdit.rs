@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn xl2_is_1_16b_sparse() {
-        // Our reading of the released code gives 1,165,442,320; papers.md §4.2's hand recount
+        // Our reading of the released code gives 1,165,442,320; docs/papers.md §4.2's hand recount
         // says 1,165,443,344 (1,024 more: one LayerNorm weight). Both are the paper's "1.16B".
         assert_eq!(MicroDitConfig::xl2().count().total().params, 1_165_442_320);
     }

@@ -1,7 +1,7 @@
 //! SD-style UNet (diffusers `UNet2DConditionModel`) configs and their analytic counts.
 //!
 //! Reproduces the published parameter counts exactly: SD1.5 859,520,964; SD2 865,910,724;
-//! SDXL 2,567,463,684 (papers.md §5). The structure per level: `layers_per_block` ResNet blocks
+//! SDXL 2,567,463,684 (docs/papers.md §5). The structure per level: `layers_per_block` ResNet blocks
 //! (GroupNorm, 3×3 conv, time projection, GroupNorm, 3×3 conv, 1×1 shortcut when widths
 //! differ), each followed by a `Transformer2DModel` when the level's transformer depth is
 //! non-zero (GroupNorm, proj_in, depth × [LN, self-attn, LN, cross-attn, LN, GEGLU FF],
@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn sd15_forward_macs_match_recount() {
-        // papers.md §5.1: 401.6 GMACs at 64×64 with attention matmuls.
+        // docs/papers.md §5.1: 401.6 GMACs at 64×64 with attention matmuls.
         let g = Convention::Macs.forward(&UnetConfig::sd15().count().total(), None) / 1e9;
         assert!((g - 401.6).abs() < 0.1, "{g}");
     }

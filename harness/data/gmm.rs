@@ -1,4 +1,4 @@
-//! Gaussian mixtures and their exact denoiser (methods.md §2.7).
+//! Gaussian mixtures and their exact denoiser (docs/methods.md §2.7).
 //!
 //! x0 ~ Σ_k π_k N(μ_k, diag(s_k²)). Under VP noise x_t = α x0 + σ ε each component stays
 //! Gaussian, N(α μ_k, C_k) with C_k = α² s_k² + σ², so

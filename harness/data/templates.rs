@@ -1,4 +1,4 @@
-//! Template-mixture images (methods.md §1.1, T2): every combination of shape × colour ×
+//! Template-mixture images (docs/methods.md §1.1, T2): every combination of shape × colour ×
 //! position × size rendered on a black background, plus isotropic pixel noise. The image
 //! distribution is therefore exactly a Gaussian mixture in pixel space, so the denoiser and
 //! the class posterior of a "prompt" (shape, colour) are exact.

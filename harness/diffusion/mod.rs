@@ -13,7 +13,7 @@ pub use schedule::{BetaSchedule, FinalPoint, Grid, Schedule, Spacing, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// What a model's raw output means (methods.md §2.2).
+/// What a model's raw output means (docs/methods.md §2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictionType {

@@ -1,4 +1,4 @@
-//! Samplers, each a short function that mirrors its equation (methods.md §2.3–2.5, §2.8).
+//! Samplers, each a short function that mirrors its equation (docs/methods.md §2.3–2.5, §2.8).
 //!
 //! All walk the same explicit [`Grid`]: evaluation i is at `grid.points[i]` and steps to
 //! `grid.next(i)`. Stochastic samplers draw from each sample's own noise stream, so sample i
@@ -62,7 +62,7 @@ fn axpby(a: f64, x: &[f64], b: f64, y: &[f64]) -> Vec<f64> {
     x.iter().zip(y).map(|(x, y)| a * x + b * y).collect()
 }
 
-/// DDPM posterior step from t to t' (methods.md §2.3): with ᾱ' the next point's, the
+/// DDPM posterior step from t to t' (docs/methods.md §2.3): with ᾱ' the next point's, the
 /// effective β = 1 − ᾱ_t/ᾱ' makes the step exact on respaced grids.
 fn ddpm_step(
     x: &[f64],
@@ -89,7 +89,7 @@ fn ddpm_step(
     out
 }
 
-/// DDIM step (methods.md §2.4): x' = √ᾱ'·x̂0 + √(1 − ᾱ' − s²)·ε̂ + s·z,
+/// DDIM step (docs/methods.md §2.4): x' = √ᾱ'·x̂0 + √(1 − ᾱ' − s²)·ε̂ + s·z,
 /// s = η·√((1 − ᾱ')/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ').
 fn ddim_step(x0: &[f64], eps: &[f64], t: Time, t1: Time, eta: f64, noise: &mut NoiseBank) -> Vec<f64> {
     let (ab, ab1) = (t.alpha * t.alpha, t1.alpha * t1.alpha);
@@ -132,7 +132,7 @@ pub fn sample(sampler: Sampler, ev: &mut Evaluator, grid: &Grid, noise: &mut Noi
     x
 }
 
-/// DPM-Solver++(2M) (methods.md §2.5): with h = λ' − λ and r = h_prev/h,
+/// DPM-Solver++(2M) (docs/methods.md §2.5): with h = λ' − λ and r = h_prev/h,
 /// D̃ = (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1}, and x' = (σ'/σ)·x + α'·(1 − e^{−h})·D̃.
 /// A step onto σ' = 0 (λ' = ∞) returns the data prediction.
 fn dpmpp_2m_step(x: &[f64], d: &[f64], d_prev: Option<&[f64]>, grid: &Grid, i: usize, first_order: bool) -> Vec<f64> {

@@ -1,4 +1,4 @@
-//! Noise schedules and sampling grids (methods.md §2.1, §2.8).
+//! Noise schedules and sampling grids (docs/methods.md §2.1, §2.8).
 //!
 //! Notation (variance preserving): x_t = α_t x0 + σ_t ε with α_t² + σ_t² = 1, ᾱ_t = α_t²,
 //! λ_t = log(α_t/σ_t). A sampler walks an explicit grid of (α, σ) points; every switch that
@@ -121,7 +121,7 @@ impl Time {
     }
 }
 
-/// How the n evaluation timesteps are picked from 0 … T−1 (methods.md §2.8 table).
+/// How the n evaluation timesteps are picked from 0 … T−1 (docs/methods.md §2.8 table).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Spacing {
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn schedule_endpoints_match_methods_table() {
-        // methods.md §2.1: ᾱ_0, ᾱ_999 and the λ range of each schedule.
+        // docs/methods.md §2.1: ᾱ_0, ᾱ_999 and the λ range of each schedule.
         let cases = [
             (BetaSchedule::Linear { start: 1e-4, end: 0.02 }, 0.99990, 4.0e-5, -5.06, 4.61),
             (BetaSchedule::ScaledLinear { start: 0.00085, end: 0.012 }, 0.99915, 4.7e-3, -2.68, 3.53),

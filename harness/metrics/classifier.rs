@@ -1,5 +1,5 @@
 //! A small classifier the harness trains on true procedural images and then freezes: its hidden
-//! layer is the feature space of our FID analogue (methods.md §1.3).
+//! layer is the feature space of our FID analogue (docs/methods.md §1.3).
 //!
 //! One hidden ReLU layer, softmax over the mixture's components (every attribute at once:
 //! shape, colour, position, size), Adam, Gaussian noise augmentation so features do not hinge on

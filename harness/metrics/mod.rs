@@ -1,4 +1,4 @@
-//! Sample-quality metrics that need no pretrained network (methods.md §1.2–1.5).
+//! Sample-quality metrics that need no pretrained network (docs/methods.md §1.2–1.5).
 //!
 //! Batches are rows of `dim` f64 values. Statistics accumulate in f64.
 

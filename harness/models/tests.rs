@@ -1,6 +1,6 @@
 //! Every trainable model: its parameters and forward MACs equal the analytic count of the
 //! config that built it, and every parameter's gradient matches central finite differences (in
-//! f64), which catches any op whose gradient candle drops or gets wrong (candle.md §1).
+//! f64), which catches any op whose gradient candle drops or gets wrong (docs/methods.md §7.1).
 
 use super::*;
 use crate::compute::dit::{DitBlock, DitConfig, Experts, LayerScaling};

@@ -3,7 +3,7 @@
 //!
 //! candle 0.11's CPU `conv2d` backward computes the input gradient with a direct
 //! `conv_transpose2d` loop, which measured 6–8× slower than PyTorch on the UNet's training step
-//! (candle.md §5). Here, per sample b, with W the [Cout, Cin·k·k] weight matrix and P_b the
+//! (docs/methods.md §7.5). Here, per sample b, with W the [Cout, Cin·k·k] weight matrix and P_b the
 //! [Cin·k·k, Ho·Wo] patch matrix (Chellapilla et al. 2006):
 //!
 //!   Y_b = W · P_b + bias,   dW = Σ_b dY_b · P_bᵀ,   dbias = Σ_b,pixels dY_b,

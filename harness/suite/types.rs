@@ -577,7 +577,7 @@ pub struct SamplerSweepExp {
     pub data: DataSpec,
     pub denoiser: Denoiser,
     pub schedule: Schedule,
-    /// One grid for every sampler (methods.md §2.8: the ordering depends on it).
+    /// One grid for every sampler (docs/methods.md §2.8: the ordering depends on it).
     pub spacing: Spacing,
     pub final_point: FinalPoint,
     pub clip_x0: ClipX0,
@@ -884,7 +884,7 @@ pub struct MonotoneCheck {
     pub y: String,
     pub direction: Direction,
     /// Practical significance: every step's relative change in the claimed direction must
-    /// exceed this (methods.md §1.4 uses 5%: "A better than B" needs both a confident and a
+    /// exceed this (docs/methods.md §1.4 uses 5%: "A better than B" needs both a confident and a
     /// material difference). 0 asks only for the direction.
     #[serde(default)]
     pub min_relative_change: f64,

@@ -1,5 +1,5 @@
 //! CoDi-lite: conditional consistency distillation in the form of Mei et al.'s CoDi (official
-//! google-research `CoDi/training_scripts/train_codi_flax.py`; methods.md §3.2), applied to the
+//! google-research `CoDi/training_scripts/train_codi_flax.py`; docs/methods.md §3.2), applied to the
 //! whole network instead of a ControlNet adapter, without LPIPS (L2 instead).
 //!
 //! Per sample: t ~ U{0..T−1}, s = max(t − k, 0) with k = T/N_d (the skip), x_t = α_t x0 + σ_t ε.
@@ -62,7 +62,7 @@ impl ConsistencySpec {
     }
 
     /// Training FLOPs: per sample the online forward and backward (3F) and two target forwards
-    /// (the ODE step and the target itself), 5F (methods.md §3.3), at 2 FLOPs per MAC.
+    /// (the ODE step and the target itself), 5F (docs/methods.md §3.3), at 2 FLOPs per MAC.
     pub fn flops(&self, forward_macs: f64) -> f64 {
         self.updates as f64 * self.batch as f64 * 5.0 * 2.0 * forward_macs
     }

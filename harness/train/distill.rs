@@ -1,4 +1,4 @@
-//! Progressive distillation (Salimans & Ho 2022, Algorithm 2; methods.md §3.2): a student
+//! Progressive distillation (Salimans & Ho 2022, Algorithm 2; docs/methods.md §3.2): a student
 //! learns to take one DDIM step where its teacher takes two, halving the step count per round,
 //! until it samples in `steps` steps.
 //!
@@ -58,7 +58,7 @@ impl DistillSpec {
     }
 
     /// Training FLOPs of the whole distillation: per update two teacher forwards and one
-    /// student forward and backward, 5 forward passes (methods.md §3.3), at 2 FLOPs per MAC.
+    /// student forward and backward, 5 forward passes (docs/methods.md §3.3), at 2 FLOPs per MAC.
     pub fn flops(&self, forward_macs: f64) -> f64 {
         self.rounds() as f64 * self.updates as f64 * self.batch as f64 * 5.0 * 2.0 * forward_macs
     }

@@ -51,7 +51,7 @@ fn dpmpp_2m_matches_diffusers_golden_full_loop() {
     let x = run_dummy(Sampler::DpmSolverPp2m { lower_order_final: false }, &grid, None);
     let mean = x.iter().map(|v| v.abs()).sum::<f64>() / 768.0;
     assert!((mean - 0.3301).abs() < 1e-3, "{mean}");
-    // And the library default final point moves it, as ecosystem.md §2.1 records (0.2409).
+    // And the library default final point moves it, as docs/methods.md §8.1 records (0.2409).
     let zero = Grid::new(&Schedule::linear(), Spacing::LinspaceDropZero, 10, FinalPoint::Zero);
     let x = run_dummy(Sampler::DpmSolverPp2m { lower_order_final: false }, &zero, None);
     let mean0 = x.iter().map(|v| v.abs()).sum::<f64>() / 768.0;
@@ -173,7 +173,7 @@ fn ddpm_and_ddim_eta_are_stochastic_and_reproducible() {
         assert!((var - 0.25).abs() < 0.02, "{s:?}: {var}");
         outs.push(a);
     }
-    // DDPM with the posterior variance is DDIM with η = 1 (methods.md §2.3).
+    // DDPM with the posterior variance is DDIM with η = 1 (docs/methods.md §2.3).
     for (x, y) in outs[0].iter().zip(&outs[2]) {
         assert!((x - y).abs() < 1e-9);
     }
