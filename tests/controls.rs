@@ -277,10 +277,11 @@ fn controls_on_smoke(id: &str) {
 }
 
 #[test]
-fn the_unet_compute_claim_goes_both_ways_on_smoke_noise() {
+fn the_unet_claims_go_both_ways_on_smoke_noise() {
     // Unlike dit2023/reduced-fd-vs-gflops, its six UNets order parameters and compute apart
     // (rank correlation 0.6), so its rank checks can decide either way.
     controls_on_smoke("li2024/reduced-flops-vs-params");
+    controls_on_smoke("li2024/reduced-depth-vs-channels");
 }
 
 #[test]

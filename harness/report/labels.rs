@@ -110,6 +110,9 @@ fn measured(e: &Experiment, col: &str) -> Option<String> {
     match e {
         Experiment::TrainSweep(_) if col == "steps" => Some("training steps".into()),
         Experiment::TrainSweep(_) if col == "fd" => Some("FD of DDIM samples (data space)".into()),
+        Experiment::TrainSweep(_) if col == "align" => {
+            Some("alignment accuracy of DDIM samples (the data's exact classifier)".into())
+        }
         Experiment::SamplerConvergence(s) if col == "steps" || s.samplers.contains_key(col) => {
             Some(if col == "steps" {
                 "sampling steps".into()

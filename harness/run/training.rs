@@ -61,14 +61,20 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         out.insert(name.into(), v);
     }
     if let Some(f) = &e.sample_fd {
-        out.insert("fd".into(), sample_fd(&trained, &data, &spec.schedule, f, &bank)?);
+        let (fd, align) = sample_fd(&trained, &data, &spec.schedule, f, &bank)?;
+        out.insert("fd".into(), fd);
+        if let Some(a) = align {
+            out.insert("align".into(), a);
+        }
     }
     Ok(out)
 }
 
 /// FD between DDIM samples of `model` (sample i prompted with class i mod C when conditional)
-/// and as many draws of the data with the same classes. Noise and reference are shared by every
-/// row of the replicate, so rows are compared on common random numbers.
+/// and as many draws of the data with the same classes, and, for a conditional model, the
+/// samples' exact alignment accuracy (the data's Bayes classifier agrees with the prompt). Noise
+/// and reference are shared by every row of the replicate, so rows are compared on common
+/// random numbers.
 // `Box<dyn Network>` (not `dyn Network`) is what implements the samplers' `Model`.
 #[allow(clippy::borrowed_box)]
 fn sample_fd(
@@ -77,7 +83,7 @@ fn sample_fd(
     schedule: &crate::diffusion::Schedule,
     f: &SampleFd,
     ctx: &CaseCtx,
-) -> Result<f64, String> {
+) -> Result<(f64, Option<f64>), String> {
     let (n, steps) = (f.samples, f.steps);
     let classes: Vec<usize> = (0..n).map(|i| i % data.classes).collect();
     let cond = model.classes().map(|_| &classes[..]);
@@ -91,7 +97,8 @@ fn sample_fd(
     if x.iter().any(|v| !v.is_finite()) {
         return Err(format!("the trained model produced non-finite samples at {steps} DDIM steps"));
     }
-    Ok(frechet_from_samples(&x, &reference, data.dim))
+    let align = cond.map(|c| crate::metrics::alignment_accuracy(data, &x, c));
+    Ok((frechet_from_samples(&x, &reference, data.dim), align))
 }
 
 /// A trained sampler sweep's case: train the model of `row` with this replicate's seed, then

@@ -545,7 +545,8 @@ pub fn columns(e: &Experiment) -> Columns {
             c.measured = cols.map(String::from).into();
             c.measured.extend(crate::train::LEVEL_BANDS.map(|(name, _)| name.to_string()));
             if t.sample_fd.is_some() {
-                c.measured.insert("fd".into());
+                // `align` only where the models are class-conditional (empty cells otherwise).
+                c.measured.extend(["fd".to_string(), "align".to_string()]);
             }
             c.printed = t.models.iter().flat_map(|m| m.printed.keys().cloned()).collect();
             c.rows = t.rows();
