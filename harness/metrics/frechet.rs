@@ -103,14 +103,39 @@ fn sqrt_psd(m: DMatrix<f64>) -> DMatrix<f64> {
     &vectors * DMatrix::from_diagonal(&root) * vectors.transpose()
 }
 
+/// Eigenvalues of a symmetric matrix, without the eigenvectors (a third of the time); through
+/// [`sym_eigen`] if the fast path returns anything non-finite.
+fn sym_eigenvalues(m: DMatrix<f64>) -> Vec<f64> {
+    let v = m.clone().symmetric_eigenvalues();
+    if v.iter().all(|x| x.is_finite()) {
+        v.iter().cloned().collect()
+    } else {
+        sym_eigen(m).0
+    }
+}
+
 /// The Fréchet distance between N(mu1, s1) and N(mu2, s2); covariances are d × d row-major.
+///
+/// tr sqrtm(Σ₁Σ₂) is the sum of √λ over the eigenvalues of any symmetric matrix similar to
+/// Σ₁Σ₂: Lᵀ Σ₂ L with Σ₁ = L Lᵀ (Cholesky), or Σ₁^½ Σ₂ Σ₁^½ when Σ₁ is singular (features that
+/// never fire) and has no Cholesky factor. The first needs one Cholesky factor and the
+/// eigenvalues of one matrix; the second two eigendecompositions, one with its vectors: on
+/// 2048 features (Inception's pool3) 5 s against 24 s on one core.
 pub fn frechet_distance(mu1: &[f64], s1: &[f64], mu2: &[f64], s2: &[f64]) -> f64 {
     let d = mu1.len();
     let (a, b) = (DMatrix::from_row_slice(d, d, s1), DMatrix::from_row_slice(d, d, s2));
-    let ah = sqrt_psd(a.clone());
-    let mid = &ah * &b * &ah;
+    let mid = match a.clone().cholesky() {
+        Some(c) => {
+            let l = c.l();
+            l.transpose() * &b * &l
+        }
+        None => {
+            let ah = sqrt_psd(a.clone());
+            &ah * &b * &ah
+        }
+    };
     let mid = (&mid + mid.transpose()) * 0.5; // symmetric up to rounding
-    let (values, _) = sym_eigen(mid);
+    let values = sym_eigenvalues(mid);
     // NaN must not pass through `max` (which would turn it into 0 and FD into a finite lie).
     let tr_sqrt: f64 = values.iter().map(|v| if v.is_nan() { f64::NAN } else { v.max(0.0).sqrt() }).sum();
     let dm: f64 = mu1.iter().zip(mu2).map(|(x, y)| (x - y) * (x - y)).sum();
@@ -198,6 +223,25 @@ mod tests {
         let full = frechet_from_samples(&a, &b, d);
         let small = frechet_from_samples(&keep(&a), &keep(&b), n_live);
         assert!(full.is_finite() && (full - small).abs() < 1e-6 * small, "{full} vs {small}");
+    }
+
+    #[test]
+    fn the_cholesky_path_agrees_with_the_square_root_path() {
+        // Full-rank covariances take the Cholesky factor; the same trace through Σ₁^½.
+        let mut r = Rng::new(21);
+        let d = 12;
+        let draw = |r: &mut Rng, scale: f64| (0..400 * d).map(|_| scale * r.normal()).collect::<Vec<f64>>();
+        let (x, y) = (draw(&mut r, 1.0), draw(&mut r, 1.3));
+        let ((m1, s1), (m2, s2)) = (moments(&x, d), moments(&y, d));
+        let fast = frechet_distance(&m1, &s1, &m2, &s2);
+        let (a, b) = (DMatrix::from_row_slice(d, d, &s1), DMatrix::from_row_slice(d, d, &s2));
+        let ah = sqrt_psd(a.clone());
+        let mid = &ah * &b * &ah;
+        let (vals, _) = sym_eigen((&mid + mid.transpose()) * 0.5);
+        let dm: f64 = m1.iter().zip(&m2).map(|(p, q)| (p - q).powi(2)).sum();
+        let slow = dm + a.trace() + b.trace() - 2.0 * vals.iter().map(|v| v.max(0.0).sqrt()).sum::<f64>();
+        assert!(a.clone().cholesky().is_some());
+        assert!((fast - slow).abs() < 1e-10 * slow.abs().max(1.0), "{fast} vs {slow}");
     }
 
     #[test]
