@@ -9,7 +9,8 @@ use std::path::Path;
 #[derive(Args, Debug)]
 pub struct FdArgs {
     /// Reference: a pytorch-fid / ADM statistics file (.npz with `mu` and `sigma`), or samples:
-    /// a .npy array, FILE.safetensors:TENSOR, or a folder of PNGs (one row per sample).
+    /// a .npy array, FILE.safetensors:TENSOR (float16, bfloat16, float32, float64 or uint8), or
+    /// a folder of PNGs (one row per sample).
     #[arg(long = "ref")]
     pub reference: String,
     /// Generated set, in the same forms. With samples, FD∞ is reported as well.

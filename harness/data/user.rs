@@ -42,11 +42,27 @@ fn decode(bytes: &[u8], dtype: &str, count: usize) -> Result<Vec<f64>, String> {
             need(8)?;
             Ok(bytes.chunks_exact(8).take(count).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect())
         }
-        other => Err(format!("unsupported dtype `{other}` (use float32 or float64, little-endian)")),
+        // Half precision, as models save latents and features.
+        "f2" | "F16" => {
+            need(2)?;
+            Ok(bytes.chunks_exact(2).take(count).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect())
+        }
+        "BF16" => {
+            need(2)?;
+            Ok(bytes.chunks_exact(2).take(count).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect())
+        }
+        // Pixels as saved images hold them (0–255, not rescaled).
+        "u1" | "U8" => {
+            need(1)?;
+            Ok(bytes.iter().take(count).map(|b| f64::from(*b)).collect())
+        }
+        other => Err(format!(
+            "unsupported dtype `{other}` (use float16, bfloat16 (safetensors), float32, float64 or uint8, little-endian)"
+        )),
     }
 }
 
-/// Parse a `.npy` file's bytes (format 1.0–3.0, little-endian float32/float64, C order).
+/// Parse a `.npy` file's bytes (format 1.0–3.0, little-endian float16/32/64 or uint8, C order).
 pub fn parse_npy(bytes: &[u8]) -> Result<Array, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
@@ -214,6 +230,16 @@ mod tests {
         let a = read_safetensors(&p, "x").unwrap();
         assert_eq!((a.rows, a.cols, a.data[3]), (2, 2, 4.0));
         assert!(read_safetensors(&p, "y").unwrap_err().contains("tensors: x"));
+    }
+
+    #[test]
+    fn half_precision_and_uint8_arrays_decode() {
+        // 1.5 and −2 in f16 (0x3E00, 0xC000) and bf16 (0x3FC0, 0xC000); pixels stay 0–255.
+        assert_eq!(decode(&[0x00, 0x3E, 0x00, 0xC0], "F16", 2).unwrap(), [1.5, -2.0]);
+        assert_eq!(decode(&[0xC0, 0x3F, 0x00, 0xC0], "BF16", 2).unwrap(), [1.5, -2.0]);
+        assert_eq!(decode(&[0, 128, 255], "u1", 3).unwrap(), [0.0, 128.0, 255.0]);
+        assert!(decode(&[0, 1], "f2", 2).unwrap_err().contains("needs 4 bytes"));
+        assert!(decode(&[0; 8], "i8", 1).unwrap_err().contains("uint8"));
     }
 
     #[test]
