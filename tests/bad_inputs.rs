@@ -166,3 +166,25 @@ fn an_unwritable_run_folder_is_named() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&out.display().to_string()), "{err}");
 }
+
+/// `fd` on raw features too wide for the machine's memory (a covariance of d² values) is refused
+/// before anything is allocated, with the way out; it does not abort.
+#[test]
+fn fd_refuses_features_too_wide_for_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.npy");
+    // Two uint8 rows of 3,000,000 features: 6 MB on disk, 400 TB of covariances.
+    let mut header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3000000), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(vec![0u8; 6_000_000]);
+    std::fs::write(&p, bytes).unwrap();
+    let (code, err) = bounded(&["fd", "--ref", p.to_str().unwrap(), "--gen", p.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("3000000 features") && err.contains("2048-d"), "{err}");
+}

@@ -49,8 +49,31 @@ fn stats(s: &Source) -> (Vec<f64>, Vec<f64>) {
     }
 }
 
+fn features(s: &Source) -> usize {
+    match s {
+        Source::Stats(m, _) => m.len(),
+        Source::Samples(a) => a.cols,
+    }
+}
+
+/// Refuse before allocating: the distance holds about six d × d matrices of f64 (the two
+/// covariances, a factor, a product and the eigensolver's work), 1.5 TB at d = 196,608 (a
+/// folder of 256² RGB images read as raw pixels).
+fn fits_in_memory(d: usize) -> Result<(), String> {
+    let gib = 6.0 * (d as f64).powi(2) * 8.0 / (1u64 << 30) as f64;
+    match super::machine_memory_gib() {
+        Some(have) if gib > have => Err(format!(
+            "{d} features: the covariances need about {gib:.0} GiB, more than this machine's {have:.0} GiB; \
+             compare features of fewer dimensions (pytorch-fid uses Inception's 2048-d pool3 features) \
+             rather than raw pixels"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: FdArgs) -> Result<i32, String> {
     let (r, g) = (load(&args.reference)?, load(&args.generated)?);
+    fits_in_memory(features(&r).max(features(&g)))?;
     let ((mr, sr), (mg, sg)) = (stats(&r), stats(&g));
     if mr.len() != mg.len() {
         return Err(format!("the reference has {} features and the generated set {}", mr.len(), mg.len()));
