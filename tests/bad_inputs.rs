@@ -175,7 +175,7 @@ fn fd_refuses_features_too_wide_for_memory() {
     let p = dir.path().join("wide.npy");
     // Two uint8 rows of 3,000,000 features: 6 MB on disk, 400 TB of covariances.
     let mut header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3000000), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
