@@ -48,45 +48,40 @@ pub fn figure_for(claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) ->
     chart_for(title, claim, result, d).map(Plot::One)
 }
 
-fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
-    if let crate::suite::Plan::Run(e) = &claim.plan {
-        if let crate::suite::Experiment::TrainSweep(t) = e.as_ref() {
-            if !t.budgets.is_empty() {
-                return Some(compute_curves(title, claim, t, d));
-            }
-        }
-    }
-    if let Some(f) = &result.fit {
-        let pts = paired(d, &f.x, &f.y)?;
-        let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| (a.min(p.0), b.max(p.0)));
-        let line: Vec<Pt> = (0..=40)
-            .map(|i| {
-                let x = lo * (hi / lo).powf(i as f64 / 40.0);
-                (x, f.prefactor.value * x.powf(f.exponent.value), None)
-            })
-            .collect();
-        return Some(Figure {
-            title,
-            subtitle: format!("{} vs {}; fit exponent {} ({})", f.y, f.x, f.exponent.show(), claim.source),
-            x_label: axis(claim, &f.x),
-            y_label: axis(claim, &f.y),
-            series: vec![
-                Series {
-                    name: "points".into(),
-                    points: pts.into_iter().map(|p| p.1).collect(),
-                    line: false,
-                    bar: false,
-                    color: PALETTE[0],
-                },
-                Series { name: "power-law fit".into(), points: line, line: true, bar: false, color: PALETTE[1] },
-            ],
-            hlines: vec![],
-            diagonal: false,
-            ticks: None,
-        });
-    }
-    // Quality against a row variable, one curve per column (Mei Fig. 11 style), for an
-    // ordering over columns, or for the convergence of several series.
+/// The rows and their fitted power law.
+fn fit_chart(title: String, claim: &ResolvedClaim, f: &crate::check::FitOutcome, d: &ClaimData) -> Option<Figure> {
+    let pts = paired(d, &f.x, &f.y)?;
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, p)| (a.min(p.0), b.max(p.0)));
+    let line: Vec<Pt> = (0..=40)
+        .map(|i| {
+            let x = lo * (hi / lo).powf(i as f64 / 40.0);
+            (x, f.prefactor.value * x.powf(f.exponent.value), None)
+        })
+        .collect();
+    Some(Figure {
+        title,
+        subtitle: format!("{} vs {}; fit exponent {} ({})", f.y, f.x, f.exponent.show(), claim.source),
+        x_label: axis(claim, &f.x),
+        y_label: axis(claim, &f.y),
+        series: vec![
+            Series {
+                name: "points".into(),
+                points: pts.into_iter().map(|p| p.1).collect(),
+                line: false,
+                bar: false,
+                color: PALETTE[0],
+            },
+            Series { name: "power-law fit".into(), points: line, line: true, bar: false, color: PALETTE[1] },
+        ],
+        hlines: vec![],
+        diagonal: false,
+        ticks: None,
+    })
+}
+
+/// Quality against a row variable, one curve per column (Mei et al. Fig. 11 style), for an
+/// ordering over columns, or for the convergence of several series.
+fn curves_chart(title: String, claim: &ResolvedClaim, d: &ClaimData) -> Option<Figure> {
     let curves: Vec<(&String, Vec<&String>)> = claim
         .expect
         .iter()
@@ -97,119 +92,138 @@ fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &Cla
             _ => None,
         })
         .collect();
-    if let Some((x, _)) = curves.first() {
-        let mut names: Vec<&String> = curves.iter().filter(|(cx, _)| cx == x).flat_map(|(_, ys)| ys.clone()).collect();
-        names.dedup();
-        let series = names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, y)| {
-                let points = paired(d, x, y)?.into_iter().map(|p| p.1).collect();
-                Some(Series { name: y.to_string(), points, line: true, bar: false, color: PALETTE[i % PALETTE.len()] })
-            })
-            .collect();
-        let ys: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        return Some(Figure {
-            title,
-            subtitle: format!(
-                "{} against {} (mean and 95% interval over replicates; {})",
-                ys.join(", "),
-                x,
-                claim.source
-            ),
-            x_label: axis(claim, x),
-            y_label: axis_many(claim, &ys),
-            series,
-            hlines: vec![],
-            diagonal: false,
-            ticks: None,
-        });
+    let (x, _) = curves.first()?;
+    let mut names: Vec<&String> = curves.iter().filter(|(cx, _)| cx == x).flat_map(|(_, ys)| ys.clone()).collect();
+    names.dedup();
+    let series = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, y)| {
+            let points = paired(d, x, y)?.into_iter().map(|p| p.1).collect();
+            Some(Series { name: y.to_string(), points, line: true, bar: false, color: PALETTE[i % PALETTE.len()] })
+        })
+        .collect();
+    let ys: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    Some(Figure {
+        title,
+        subtitle: format!("{} against {} (mean and 95% interval over replicates; {})", ys.join(", "), x, claim.source),
+        x_label: axis(claim, x),
+        y_label: axis_many(claim, &ys),
+        series,
+        hlines: vec![],
+        diagonal: false,
+        ticks: None,
+    })
+}
+
+fn chart_for(title: String, claim: &ResolvedClaim, result: &ClaimResult, d: &ClaimData) -> Option<Figure> {
+    if let crate::suite::Plan::Run(e) = &claim.plan {
+        if let crate::suite::Experiment::TrainSweep(t) = e.as_ref() {
+            if !t.budgets.is_empty() {
+                return Some(compute_curves(title, claim, t, d));
+            }
+        }
+    }
+    if let Some(f) = &result.fit {
+        return fit_chart(title, claim, f, d);
+    }
+    if let Some(fig) = curves_chart(title.clone(), claim, d) {
+        return Some(fig);
     }
     for chk in &claim.expect {
         match chk {
-            Check::Crossover(c) => {
-                let series = [&c.a, &c.b]
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| {
-                        Some(Series {
-                            name: s.to_string(),
-                            points: paired(d, &c.x, s)?.into_iter().map(|p| p.1).collect(),
-                            line: true,
-                            bar: false,
-                            color: PALETTE[i],
-                        })
-                    })
-                    .collect();
-                return Some(Figure {
-                    title,
-                    subtitle: format!("{} and {} against {} ({})", c.a, c.b, c.x, claim.source),
-                    x_label: axis(claim, &c.x),
-                    y_label: axis_many(claim, &[c.a.as_str(), c.b.as_str()]),
-                    series,
-                    hlines: vec![],
-                    diagonal: false,
-                    ticks: None,
-                });
-            }
-            Check::Within(w) => {
-                let reference = w.reference.clone().unwrap_or_else(|| format!("printed.{}", w.value));
-                let pts = paired(d, &reference, &w.value)?;
-                let errata: Vec<&str> = w.errata.iter().map(|e| e.row.as_str()).collect();
-                let (bad, good): (Vec<_>, Vec<_>) = pts.into_iter().partition(|(r, _)| errata.contains(&r.as_str()));
-                let mut series = vec![Series {
-                    name: "rows".into(),
-                    points: good.into_iter().map(|p| p.1).collect(),
-                    line: false,
-                    bar: false,
-                    color: PALETTE[0],
-                }];
-                if !bad.is_empty() {
-                    series.push(Series {
-                        name: format!("erratum: {}", bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>().join(", ")),
-                        points: bad.into_iter().map(|p| p.1).collect(),
-                        line: false,
-                        bar: false,
-                        color: PALETTE[3],
-                    });
-                }
-                return Some(Figure {
-                    title,
-                    subtitle: format!("{} against {} (diagonal: agreement; {})", w.value, reference, claim.source),
-                    x_label: axis(claim, &reference),
-                    y_label: axis(claim, &w.value),
-                    series,
-                    hlines: vec![],
-                    diagonal: true,
-                    ticks: None,
-                });
-            }
-            Check::Band(b) if d.measured.contains_key(&b.of) => {
-                let pts = col_points(d, &b.of)?;
-                let points: Vec<Pt> =
-                    pts.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|(m, s)| (i as f64, *m, *s))).collect();
-                let mut hlines = vec![];
-                if let Some(v) = b.min {
-                    hlines.push((v, format!("min {}", fit::fmt_num(v))));
-                }
-                if let Some(v) = b.max {
-                    hlines.push((v, format!("max {}", fit::fmt_num(v))));
-                }
-                return Some(Figure {
-                    title,
-                    subtitle: format!("{} per row against its band ({})", b.of, claim.source),
-                    x_label: String::new(),
-                    y_label: axis(claim, &b.of),
-                    series: vec![Series { name: b.of.clone(), points, line: false, bar: false, color: PALETTE[0] }],
-                    hlines,
-                    diagonal: false,
-                    ticks: Some(d.rows.clone()),
-                });
-            }
+            Check::Crossover(c) => return Some(crossover_chart(title, claim, c, d)),
+            Check::Within(w) => return within_chart(title, claim, w, d),
+            Check::Band(b) if d.measured.contains_key(&b.of) => return band_chart(title, claim, b, d),
             _ => {}
         }
     }
     None
+}
+
+/// The two series of a crossover against its x.
+fn crossover_chart(title: String, claim: &ResolvedClaim, c: &crate::suite::CrossoverCheck, d: &ClaimData) -> Figure {
+    let series = [&c.a, &c.b]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Some(Series {
+                name: s.to_string(),
+                points: paired(d, &c.x, s)?.into_iter().map(|p| p.1).collect(),
+                line: true,
+                bar: false,
+                color: PALETTE[i],
+            })
+        })
+        .collect();
+    Figure {
+        title,
+        subtitle: format!("{} and {} against {} ({})", c.a, c.b, c.x, claim.source),
+        x_label: axis(claim, &c.x),
+        y_label: axis_many(claim, &[c.a.as_str(), c.b.as_str()]),
+        series,
+        hlines: vec![],
+        diagonal: false,
+        ticks: None,
+    }
+}
+
+/// Recomputed against printed values, the diagonal being agreement; declared errata apart.
+fn within_chart(title: String, claim: &ResolvedClaim, w: &crate::suite::WithinCheck, d: &ClaimData) -> Option<Figure> {
+    let reference = w.reference.clone().unwrap_or_else(|| format!("printed.{}", w.value));
+    let pts = paired(d, &reference, &w.value)?;
+    let errata: Vec<&str> = w.errata.iter().map(|e| e.row.as_str()).collect();
+    let (bad, good): (Vec<_>, Vec<_>) = pts.into_iter().partition(|(r, _)| errata.contains(&r.as_str()));
+    let mut series = vec![Series {
+        name: "rows".into(),
+        points: good.into_iter().map(|p| p.1).collect(),
+        line: false,
+        bar: false,
+        color: PALETTE[0],
+    }];
+    if !bad.is_empty() {
+        series.push(Series {
+            name: format!("erratum: {}", bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>().join(", ")),
+            points: bad.into_iter().map(|p| p.1).collect(),
+            line: false,
+            bar: false,
+            color: PALETTE[3],
+        });
+    }
+    Some(Figure {
+        title,
+        subtitle: format!("{} against {} (diagonal: agreement; {})", w.value, reference, claim.source),
+        x_label: axis(claim, &reference),
+        y_label: axis(claim, &w.value),
+        series,
+        hlines: vec![],
+        diagonal: true,
+        ticks: None,
+    })
+}
+
+/// Each row's value against the band.
+fn band_chart(title: String, claim: &ResolvedClaim, b: &crate::suite::BandCheck, d: &ClaimData) -> Option<Figure> {
+    let pts = col_points(d, &b.of)?;
+    let points: Vec<Pt> =
+        pts.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|(m, s)| (i as f64, *m, *s))).collect();
+    let mut hlines = vec![];
+    if let Some(v) = b.min {
+        hlines.push((v, format!("min {}", fit::fmt_num(v))));
+    }
+    if let Some(v) = b.max {
+        hlines.push((v, format!("max {}", fit::fmt_num(v))));
+    }
+    Some(Figure {
+        title,
+        subtitle: format!("{} per row against its band ({})", b.of, claim.source),
+        x_label: String::new(),
+        y_label: axis(claim, &b.of),
+        series: vec![Series { name: b.of.clone(), points, line: false, bar: false, color: PALETTE[0] }],
+        hlines,
+        diagonal: false,
+        ticks: Some(d.rows.clone()),
+    })
 }
 
 /// Quality against training compute, one curve per model (Mei et al. Fig. 2, DiT Fig. 9).
