@@ -175,7 +175,7 @@ fn arm_bars(title: &str, claim: &ResolvedClaim, d: &ClaimData, y: &str) -> Optio
         subtitle: format!("{y} of every model (mean and 95% interval over seeds; {})", claim.source),
         x_label: "model".into(),
         y_label: axis(claim, y),
-        series: vec![Series { name: y.to_string(), points, line: false, bar: true, color: PALETTE[0] }],
+        series: vec![Series { name: axis(claim, y), points, line: false, bar: true, color: PALETTE[0] }],
         hlines: vec![],
         diagonal: false,
         ticks: Some(rows.iter().map(|i| d.rows[*i].clone()).collect()),
