@@ -100,7 +100,9 @@ fn curves_chart(title: String, claim: &ResolvedClaim, d: &ClaimData) -> Option<F
         .enumerate()
         .filter_map(|(i, y)| {
             let points = paired(d, x, y)?.into_iter().map(|p| p.1).collect();
-            Some(Series { name: y.to_string(), points, line: true, bar: false, color: PALETTE[i % PALETTE.len()] })
+            // Several series are told apart by their names (samplers, series); one by its quantity.
+            let name = if names.len() == 1 { axis(claim, y) } else { y.to_string() };
+            Some(Series { name, points, line: true, bar: false, color: PALETTE[i % PALETTE.len()] })
         })
         .collect();
     let ys: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
