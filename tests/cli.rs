@@ -114,7 +114,13 @@ fn smoke_profile_of_every_suite_reports_every_claim() {
     // Only claims that cannot run in seconds are skipped.
     let skipped: Vec<&String> = v.iter().filter(|(_, v)| v == "SKIPPED").map(|(id, _)| id).collect();
     assert_eq!(skipped, ["dit2023/reduced-compute-efficiency"]);
-    // Figures: SVG and PNG for the fitted claim, and the report links them.
+    // Figures: SVG and PNG for the fitted claim, and the report links them; the sampler sweeps'
+    // figures and the paper-beside-reproduction panels are drawn too.
+    for f in
+        ["mei2024__sampler-size-independence", "mei2024__reduced-cfg-optimum", "dit2023__reduced-fd-vs-gflops__paper"]
+    {
+        assert!(dir.path().join(format!("figures/{f}.svg")).is_file(), "{f}");
+    }
     assert!(dir.path().join("figures/dit2023__fid-vs-gflops.svg").is_file());
     assert!(dir.path().join("figures/dit2023__fid-vs-gflops.png").is_file());
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
@@ -207,9 +213,9 @@ fn well_formed(html: &str) -> Result<(), String> {
 #[test]
 fn rerun_reuses_finished_cases_and_report_rerenders() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(finished(&run_smoke(dir.path(), &["suites/dit2023.yaml"])));
+    assert!(finished(&run_smoke(dir.path(), &["suites/microdit2024.yaml"])));
     let first = summary(dir.path());
-    let out = run_smoke(dir.path(), &["suites/dit2023.yaml"]);
+    let out = run_smoke(dir.path(), &["suites/microdit2024.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(": 0 run,"), "{err}");
     std::fs::remove_file(dir.path().join("summary.json")).unwrap();
@@ -221,13 +227,13 @@ fn rerun_reuses_finished_cases_and_report_rerenders() {
 #[test]
 fn damaged_or_missing_cases_are_rerun() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(finished(&run_smoke(dir.path(), &["suites/mei2024.yaml"])));
+    assert!(finished(&run_smoke(dir.path(), &["suites/calibration.yaml"])));
     let want = verdicts(&summary(dir.path()));
     let files = case_files(dir.path());
     std::fs::remove_file(&files[0]).unwrap();
     std::fs::write(&files[1], "{\"truncated").unwrap();
     std::fs::write(dir.path().join("cases/.leftover.json.999.tmp"), "x").unwrap();
-    let out = run_smoke(dir.path(), &["suites/mei2024.yaml"]);
+    let out = run_smoke(dir.path(), &["suites/calibration.yaml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains(": 2 run,"));
     assert_eq!(verdicts(&summary(dir.path())), want);
     assert_eq!(case_files(dir.path()).len(), files.len());
@@ -399,7 +405,7 @@ fn shards_merge_into_the_unsharded_result() {
         (dir.path().join("whole"), dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
     // Two suites (analytic, trained and simulated claims) exercise the machinery; the whole
     // smoke run is covered by the test above.
-    let suites = ["suites/calibration.yaml", "suites/dit2023.yaml"];
+    let suites = ["suites/calibration.yaml", "suites/microdit2024.yaml"];
     assert!(finished(&run_smoke(&whole, &suites)));
     assert!(finished(&run_smoke(&a, &[&suites[..], &["--shard", "1/2"]].concat())));
     assert!(finished(&run_smoke(&b, &[&suites[..], &["--shard", "2/2"]].concat())));
@@ -671,19 +677,14 @@ fn negative_control_broken_samplers_fail_the_ordering_claim() {
 #[test]
 fn exact_denoiser_claims_pass_at_smoke_scale() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_smoke(dir.path(), &["suites/mei2024.yaml", "suites/calibration.yaml"]);
-    assert!(finished(&out));
-    let s = summary(dir.path());
-    for id in [
-        "mei2024/sampler-order-oracle",
-        "calibration/sampler-orders",
-        "calibration/metric-null",
-        "calibration/cfg-alignment",
-    ] {
-        assert_eq!(verdict(&s, id), "PASS", "{id}");
-    }
-    for f in ["mei2024__sampler-order-oracle", "mei2024__sampler-size-independence", "mei2024__reduced-cfg-optimum"] {
-        assert!(dir.path().join(format!("figures/{f}.svg")).is_file(), "{f}");
+    let mei = dir.path().join("mei");
+    assert!(finished(&run_smoke(&mei, &["suites/mei2024.yaml", "--claim", "mei2024/sampler-order-oracle"])));
+    assert_eq!(verdict(&summary(&mei), "mei2024/sampler-order-oracle"), "PASS");
+    assert!(mei.join("figures/mei2024__sampler-order-oracle.svg").is_file());
+    let cal = dir.path().join("calibration");
+    assert!(finished(&run_smoke(&cal, &["suites/calibration.yaml"])));
+    for id in ["calibration/sampler-orders", "calibration/metric-null", "calibration/cfg-alignment"] {
+        assert_eq!(verdict(&summary(&cal), id), "PASS", "{id}");
     }
 }
 
