@@ -15,9 +15,9 @@ use crate::suite::Plan;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Text for an element or a quoted attribute.
+/// Text for an element or a quoted attribute: the report's XML escape, and `'` too.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    super::xml(s).replace('\'', "&#39;")
 }
 
 /// The anchor of a claim's section.

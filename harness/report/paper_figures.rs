@@ -30,13 +30,10 @@ fn slope(name: String, b: f64, pts: &[Pt], x_ref: f64, color: plotters::style::R
     Series { name, points, line: true, bar: false, color }
 }
 
-/// Least-squares slope of ln y on ln x.
+/// The paper's own log-log slope, fitted as every claim's power law is.
 fn log_slope(pts: &[Pt]) -> Option<f64> {
-    let v: Vec<(f64, f64)> = pts.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).map(|p| (p.0.ln(), p.1.ln())).collect();
-    let n = v.len() as f64;
-    let (mx, my) = (v.iter().map(|p| p.0).sum::<f64>() / n, v.iter().map(|p| p.1).sum::<f64>() / n);
-    let sxx: f64 = v.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    (v.len() >= 2 && sxx > 0.0).then(|| v.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx)
+    let (x, y): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.0, p.1)).unzip();
+    crate::fit::power_law(&x, &y).map(|f| f.exponent)
 }
 
 /// The claim's exponent check on the drawn columns, with its outcome.
