@@ -270,6 +270,7 @@ pub fn guidance_optimum(ctx: &Ctx, g: &GuidanceOptimumCheck, i: usize) -> Result
         }
     }
     let est = ctx.interval(&refs, ctx.seed(&format!("check{i}")), |s| spread(&opt_of(s)));
+    let (est, refused) = ctx.at_least(super::MIN_SEEDS_ARGMIN, &[&cols[1]], est, "a guidance optimum");
     let (verdict, note) = match &est {
         Some(e) => {
             // Distance above the floor, or below it for the opposite reading.
@@ -281,6 +282,7 @@ pub fn guidance_optimum(ctx: &Ctx, g: &GuidanceOptimumCheck, i: usize) -> Result
         }
         None => (Verdict::Fail, Some(format!("needs two `{}` values per `{}`", g.across, g.within))),
     };
+    let note = note.or(refused);
     let (moves, cmp) = if g.independent { ("stays put as", "<") } else { ("moves with", ">") };
     Ok(CheckOutcome {
         check: format!(

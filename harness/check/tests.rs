@@ -399,10 +399,11 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
                 let opt: f64 = if moving { 1.0 + 8.0 / steps } else { 1.5 };
                 for wv in [1.0, 1.25, 1.5, 2.0, 3.0, 4.0] {
                     rows.push(format!("{size} {steps} {wv}"));
-                    w.push(vec![wv; 3]);
-                    n.push(vec![steps; 3]);
-                    s.push(vec![size; 3]);
-                    y.push((0..3).map(|_| (1.0 + (f64::ln(wv / opt)).powi(2)) * (1.0 + 0.005 * r.normal())).collect());
+                    // Four seeds: the fewest on which a guidance optimum decides.
+                    w.push(vec![wv; 4]);
+                    n.push(vec![steps; 4]);
+                    s.push(vec![size; 4]);
+                    y.push((0..4).map(|_| (1.0 + (f64::ln(wv / opt)).powi(2)) * (1.0 + 0.005 * r.normal())).collect());
                 }
             }
         }
@@ -432,9 +433,15 @@ fn guidance_optimum_sees_a_moving_optimum_and_a_fixed_one_fails() {
     // Negative control: w* = 1.5 at every step count …
     let (rows, cols) = grid(false);
     let labels: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
-    assert_eq!(run(&data(&labels, &cols, &[]), chk).verdict, Verdict::Fail);
+    assert_eq!(run(&data(&labels, &cols, &[]), chk.clone()).verdict, Verdict::Fail);
     // … where the opposite reading PASSes.
     assert_eq!(run(&data(&labels, &cols, &[]), independent).verdict, Verdict::Pass);
+    // Three seeds of the same data decide nothing.
+    let three: Vec<(&str, Vec<Vec<f64>>)> =
+        cols.iter().map(|(k, c)| (*k, c.iter().map(|r| r[..3].to_vec()).collect())).collect();
+    let o = run(&data(&labels, &three, &[]), chk);
+    assert_eq!(o.verdict, Verdict::Inconclusive, "{o:?}");
+    assert!(o.note.as_deref().is_some_and(|n| n.contains("needs 4")), "{o:?}");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 
 pub mod interval;
 pub mod json_float;
+pub mod orders;
 
 use crate::seed::Rng;
 

@@ -96,6 +96,8 @@ fn measured(e: &Experiment, col: &str) -> Option<String> {
         "cost_uncounted" => "sampling cost, distillation not counted",
         "guidance" => "guidance weight w",
         "coverage" => "coverage of nominal 95% intervals",
+        "order_coverage" => "coverage of nominal 95% intervals of rank statistics",
+        "power" => "fraction of simulated true claims that PASS",
         "pd_flops" | "cd_flops" => "distillation compute (FLOPs)",
         "pd_fraction" | "cd_fraction" => "distillation compute / training compute",
         "utilisation" => "utilisation (achieved / peak FLOP/s)",

@@ -163,7 +163,13 @@ pub fn execute(e: &Experiment, case: &CaseSpec, ctx: &CaseCtx) -> Result<BTreeMa
         Experiment::TrainSweep(t) => out = super::training::train_case(t, &case.row, ctx)?,
         Experiment::IntervalCoverage(c) => {
             let row = c.rows().into_iter().find(|r| r.label == case.row).ok_or("row vanished")?;
-            out.insert("coverage".into(), crate::check::coverage::coverage(c, &row.kind, row.shape, row.n, ctx.seed)?);
+            use crate::check::coverage;
+            let m = coverage::coverage(c, &row.kind, row.shape, row.n, ctx.seed)?;
+            let column = if coverage::ORDER_KINDS.contains(&row.kind.as_str()) { "order_coverage" } else { "coverage" };
+            if let Some(c) = m.coverage {
+                out.insert(column.into(), c);
+            }
+            out.insert("power".into(), m.power);
         }
     }
     if let Some((k, v)) = out.iter().find(|(_, v)| !v.is_finite()) {

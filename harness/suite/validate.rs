@@ -506,7 +506,7 @@ pub fn columns(e: &Experiment) -> Columns {
             c.rows = b.stages.iter().map(|s| s.label.clone()).collect();
         }
         Experiment::IntervalCoverage(e) => {
-            c.measured = ["coverage".to_string()].into();
+            c.measured = ["coverage", "order_coverage", "power"].map(String::from).into();
             c.rows = e.rows().into_iter().map(|r| r.label).collect();
         }
         Experiment::SyntheticPowerLaw(s) => {
