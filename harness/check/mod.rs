@@ -756,6 +756,21 @@ pub fn fit_claim(ctx: &Ctx, spec: &FitSpec) -> Result<Option<FitOutcome>, String
 
 /// Evaluate one check. An internal inconsistency becomes a FAIL with its reason.
 pub fn evaluate(ctx: &Ctx, check: &Check, i: usize) -> CheckOutcome {
+    let cols = validate::check_columns(check);
+    let missing = cols.iter().find_map(|c| {
+        let key = if c.starts_with("fit.") { "fit" } else { c.as_str() };
+        ctx.cols.unavailable.get(key).map(|why| format!("`{c}` is {why}"))
+    });
+    if let Some(why) = missing {
+        return CheckOutcome {
+            check: format!("check {} (on {})", i + 1, cols.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")),
+            verdict: Verdict::Inconclusive,
+            measured: None,
+            expected: String::new(),
+            rows: vec![],
+            note: Some(why),
+        };
+    }
     let r = match check {
         Check::Within(w) => within(ctx, w, i),
         Check::Band(b) => band(ctx, b, i),

@@ -267,6 +267,7 @@ fn fitted_exponent_band_and_a_wrong_truth() {
         printed: BTreeSet::new(),
         scalars: BTreeSet::new(),
         rows: d.cols.rows.clone(),
+        unavailable: Default::default(),
     };
     let ctx = Ctx { data: &d.data, fit: Some(&fit), cols: &cols, boot: &BOOT, suite: "t", claim: "t/c" };
     let band = |lo, hi| {

@@ -1,9 +1,11 @@
 //! Data whose distribution is known exactly, and the shared noise bank.
 
+pub mod folder;
 pub mod gmm;
 pub mod templates;
 pub mod user;
 
+pub use folder::{FolderSpec, Images};
 pub use gmm::{Gmm, GmmSpec};
 pub use templates::TemplateSpec;
 
@@ -11,7 +13,8 @@ use crate::seed::{substream, Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where an experiment's data comes from: a distribution known in closed form.
+/// Where an experiment's data comes from: a distribution known in closed form, or (for the
+/// training sweeps) the user's own images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DataSpec {
@@ -19,31 +22,106 @@ pub enum DataSpec {
     Gmm(GmmSpec),
     /// Template-mixture images (exactly a mixture in pixel space).
     Templates(TemplateSpec),
+    /// A folder of PNGs, or of one subfolder of PNGs per class: no exact denoiser.
+    Folder(FolderSpec),
+}
+
+/// Data ready to draw from.
+pub enum Data {
+    Exact(Gmm),
+    Images(Images),
 }
 
 impl DataSpec {
+    /// The closed-form distribution. Validation admits a folder only where the experiment
+    /// reads its data through [`DataSpec::load`].
     pub fn build(&self) -> Gmm {
         match self {
             DataSpec::Gmm(g) => g.build(),
             DataSpec::Templates(t) => t.gmm(),
+            DataSpec::Folder(_) => unreachable!("validation admits a folder only for training sweeps"),
         }
     }
 
-    /// Values per sample, when the spec is valid.
+    /// The data, read from disk for a folder.
+    pub fn load(&self) -> Result<Data, String> {
+        Ok(match self {
+            DataSpec::Folder(f) => Data::Images(f.load()?),
+            other => Data::Exact(other.build()),
+        })
+    }
+
+    pub fn is_exact(&self) -> bool {
+        !matches!(self, DataSpec::Folder(_))
+    }
+
+    /// Values per sample, when the spec is valid and known without reading files.
     pub fn build_dim(&self) -> Option<usize> {
         if !self.validate().is_empty() {
             return None;
         }
-        Some(match self {
-            DataSpec::Gmm(g) => g.dim,
-            DataSpec::Templates(t) => t.size * t.size * 3,
-        })
+        match self {
+            DataSpec::Gmm(g) => Some(g.dim),
+            DataSpec::Templates(t) => Some(t.size * t.size * 3),
+            DataSpec::Folder(_) => None,
+        }
     }
 
     pub fn validate(&self) -> Vec<(String, String)> {
+        let under = |p: &str, v: Vec<(String, String)>| v.into_iter().map(|(f, m)| (format!("{p}.{f}"), m)).collect();
         match self {
-            DataSpec::Gmm(g) => g.validate().into_iter().map(|(f, m)| (format!("gmm.{f}"), m)).collect(),
-            DataSpec::Templates(t) => t.validate().into_iter().map(|(f, m)| (format!("templates.{f}"), m)).collect(),
+            DataSpec::Gmm(g) => under("gmm", g.validate()),
+            DataSpec::Templates(t) => under("templates", t.validate()),
+            DataSpec::Folder(f) => under("folder", f.validate()),
+        }
+    }
+}
+
+/// What training draws from: a closed-form distribution or the user's images.
+pub trait Draw: Sync {
+    fn dim(&self) -> usize;
+    fn classes(&self) -> usize;
+    /// Samples `first .. first + n` of the stream `seed` (of the given classes), with classes.
+    fn draw(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>);
+}
+
+impl Draw for Gmm {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn draw(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
+        self.sample(seed, first, n, class)
+    }
+}
+
+impl Draw for Images {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn draw(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
+        self.sample(seed, first, n, class)
+    }
+}
+
+impl Data {
+    pub fn draws(&self) -> &dyn Draw {
+        match self {
+            Data::Exact(g) => g,
+            Data::Images(i) => i,
+        }
+    }
+
+    /// The exact distribution, where there is one.
+    pub fn exact(&self) -> Option<&Gmm> {
+        match self {
+            Data::Exact(g) => Some(g),
+            Data::Images(_) => None,
         }
     }
 }

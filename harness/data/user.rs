@@ -133,41 +133,61 @@ pub fn read_safetensors(p: &Path, tensor: &str) -> Result<Array, String> {
     Ok(as_rows(&shape, decode(data, dtype, count).map_err(|e| err(p, e))?))
 }
 
-/// Every `*.png` in a folder (sorted by name) as rows of RGB values in [−1, 1]. All images
-/// must have the same size.
-pub fn read_png_folder(dir: &Path) -> Result<Array, String> {
+/// The `*.png` files directly in `dir`, sorted by name.
+pub fn png_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| err(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
         .collect();
     files.sort();
-    if files.is_empty() {
-        return Err(err(dir, "no .png files"));
+    Ok(files)
+}
+
+/// A PNG's width and height, from its header alone.
+pub fn png_size(f: &Path) -> Result<(u32, u32), String> {
+    let file = std::fs::File::open(f).map_err(|e| err(f, e))?;
+    let reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().map_err(|e| err(f, e))?;
+    let info = reader.info();
+    Ok((info.width, info.height))
+}
+
+/// One PNG as RGB values in [−1, 1], pixel by pixel (grey is repeated, alpha dropped), which is
+/// the layout of the harness's template images; it must be `want` (width, height).
+pub fn read_png(f: &Path, want: (u32, u32)) -> Result<Vec<f64>, String> {
+    let file = std::fs::File::open(f).map_err(|e| err(f, e))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().map_err(|e| err(f, e))?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if (w, h) != want {
+        return Err(err(f, format!("is {w}×{h}, unlike the first image ({}×{})", want.0, want.1)));
     }
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).map_err(|e| err(f, e))?;
+    let ch = info.color_type.samples();
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for px in buf[..info.buffer_size()].chunks(ch) {
+        let rgb = match ch {
+            1 | 2 => [px[0]; 3],
+            _ => [px[0], px[1], px[2]],
+        };
+        out.extend(rgb.iter().map(|v| *v as f64 / 127.5 - 1.0));
+    }
+    Ok(out)
+}
+
+/// Every `*.png` in a folder (sorted by name) as rows of RGB values in [−1, 1]. All images
+/// must have the same size.
+pub fn read_png_folder(dir: &Path) -> Result<Array, String> {
+    let files = png_files(dir)?;
+    let first = files.first().ok_or_else(|| err(dir, "no .png files"))?;
+    let size = png_size(first)?;
     let mut data = vec![];
-    let mut size = None;
     for f in &files {
-        let file = std::fs::File::open(f).map_err(|e| err(f, e))?;
-        let mut dec = png::Decoder::new(file);
-        dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let mut reader = dec.read_info().map_err(|e| err(f, e))?;
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).map_err(|e| err(f, e))?;
-        if *size.get_or_insert((info.width, info.height)) != (info.width, info.height) {
-            return Err(err(f, format!("is {}×{}, unlike the first image", info.width, info.height)));
-        }
-        let ch = info.color_type.samples();
-        for px in buf[..info.buffer_size()].chunks(ch) {
-            let rgb = match ch {
-                1 | 2 => [px[0]; 3],
-                _ => [px[0], px[1], px[2]],
-            };
-            data.extend(rgb.iter().map(|v| *v as f64 / 127.5 - 1.0));
-        }
+        data.extend(read_png(f, size)?);
     }
-    let (w, h) = size.expect("at least one image");
-    Ok(Array { rows: files.len(), cols: (w * h * 3) as usize, data })
+    Ok(Array { rows: files.len(), cols: (size.0 * size.1 * 3) as usize, data })
 }
 
 /// Fréchet statistics from a pytorch-fid / ADM `.npz` (arrays `mu` and `sigma`).

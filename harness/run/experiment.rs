@@ -20,10 +20,24 @@ pub struct CaseSpec {
 }
 
 /// Cases per (row, replicate) over a row variable.
-fn replicated<T: Copy + serde::Serialize>(rows: &[T], label: impl Fn(T) -> String, reps: u32) -> Vec<CaseSpec> {
+/// Cases of every row at every replicate. The payload holds the whole experiment (less its
+/// seed count, so that adding seeds reuses the ones done): a case's content hash then changes
+/// with anything that changes its result, a training setting or the user's images (their
+/// fingerprint), and an edited suite never reuses a stale case.
+fn replicated<T: Copy + serde::Serialize>(
+    e: &Experiment,
+    rows: &[T],
+    label: impl Fn(T) -> String,
+    reps: u32,
+) -> Vec<CaseSpec> {
+    // Internally tagged: the kind's fields sit at the top.
+    let mut exp = serde_json::to_value(e).expect("serializable");
+    if let Some(m) = exp.as_object_mut() {
+        m.remove("replicates");
+    }
     rows.iter()
         .flat_map(|r| (0..reps).map(move |rep| (r, rep)))
-        .map(|(r, replicate)| CaseSpec { row: label(*r), replicate, payload: json!({ "row": r }) })
+        .map(|(r, replicate)| CaseSpec { row: label(*r), replicate, payload: json!({ "row": r, "experiment": exp }) })
         .collect()
 }
 
@@ -59,17 +73,17 @@ pub fn expand(e: &Experiment, seeds: Option<u32>) -> Vec<CaseSpec> {
                 })
                 .collect()
         }
-        Experiment::SamplerConvergence(c) => replicated(&c.steps, |n| format!("steps={n}"), 1),
+        Experiment::SamplerConvergence(c) => replicated(e, &c.steps, |n| format!("steps={n}"), 1),
         Experiment::SamplerSweep(w) => {
             let rows = w.case_rows();
             let labels: Vec<&str> = rows.iter().map(|r| r.as_str()).collect();
-            replicated(&labels, |s| s.to_string(), seeds.unwrap_or(w.replicates).max(1))
+            replicated(e, &labels, |s| s.to_string(), seeds.unwrap_or(w.replicates).max(1))
         }
-        Experiment::MetricNull(m) => replicated(&["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
+        Experiment::MetricNull(m) => replicated(e, &["null"], |s| s.to_string(), seeds.unwrap_or(m.replicates).max(1)),
         Experiment::TrainSweep(t) => {
             let rows = t.rows();
             let labels: Vec<&str> = rows.iter().map(|r| r.as_str()).collect();
-            replicated(&labels, |s| s.to_string(), seeds.unwrap_or(t.replicates).max(1))
+            replicated(e, &labels, |s| s.to_string(), seeds.unwrap_or(t.replicates).max(1))
         }
     }
 }

@@ -119,7 +119,15 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
         return res;
     }
     let data = claim_data(claim, records).expect("a run plan");
-    let cols = columns(exp);
+    let mut cols = columns(exp);
+    // A fit of a column the data cannot fill is not attempted; checks of `fit.*` then say why.
+    let fit_spec = claim.fit.as_ref().filter(|f| {
+        let why = [&f.power_law.x, &f.power_law.y].into_iter().find_map(|c| cols.unavailable.get(c.as_str()).cloned());
+        if let Some(why) = why {
+            cols.unavailable.insert("fit".into(), format!("a fit of a column {why}"));
+        }
+        !cols.unavailable.contains_key("fit")
+    });
     res.interval_method = if data.seeded {
         let n = data.measured.values().flatten().map(|r| r.len()).max().unwrap_or(0);
         Some(crate::fit::interval::method_text(n))
@@ -129,7 +137,7 @@ pub fn judge(claim: &ResolvedClaim, records: &BTreeMap<String, CaseRecord>) -> C
     res.values = data.scalars.clone();
     let mut ctx =
         Ctx { data: &data, fit: None, cols: &cols, boot: &claim.bootstrap, suite: &claim.suite, claim: &claim.id };
-    let fit = match &claim.fit {
+    let fit = match fit_spec {
         Some(spec) => match fit_claim(&ctx, spec) {
             Ok(Some(f)) => Some(f),
             Ok(None) => {

@@ -2,7 +2,7 @@
 
 use super::case::CaseCtx;
 use super::sampling;
-use crate::data::NoiseBank;
+use crate::data::{Data, NoiseBank};
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
 use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
@@ -19,7 +19,7 @@ type Values = BTreeMap<String, f64>;
 /// held-out excess denoising error, and optionally FD of its DDIM samples.
 pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values, String> {
     let (sized, budget) = e.row_model(row).ok_or("row vanished")?;
-    let data = e.data.build();
+    let data = e.data.load()?;
     let mut spec = e.training.clone();
     if budget.is_some() {
         spec.flop_budget = budget;
@@ -37,17 +37,9 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
     }
     let (report, ema) =
-        crate::train::train(model.as_ref(), &data, &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
+        crate::train::train(model.as_ref(), data.draws(), &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
     let trained = with_values(model.as_ref(), &ema)?;
     let bank = ctx.shared_bank();
-    let levels = crate::train::excess_error_levels(
-        trained.as_ref(),
-        &data,
-        &spec.schedule,
-        e.eval_samples,
-        bank.seed_for("eval"),
-    )?;
-    let err = crate::train::headline(&levels);
     let mut out = Values::from([
         ("params".into(), model.params().count() as f64),
         ("forward_gflops".into(), model.forward_macs() / 1e9),
@@ -55,10 +47,28 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         ("train_flops".into(), report.train_flops),
         ("steps".into(), report.steps as f64),
         ("final_loss".into(), report.final_loss),
-        ("excess_error".into(), err),
     ]);
-    for (name, v) in crate::train::level_bands(&levels) {
-        out.insert(name.into(), v);
+    match &data {
+        Data::Exact(g) => {
+            let levels = crate::train::excess_error_levels(
+                trained.as_ref(),
+                g,
+                &spec.schedule,
+                e.eval_samples,
+                bank.seed_for("eval"),
+            )?;
+            out.insert("excess_error".into(), crate::train::headline(&levels));
+            for (name, v) in crate::train::level_bands(&levels) {
+                out.insert(name.into(), v);
+            }
+        }
+        Data::Images(im) => {
+            // Every held-out image, at the excess error's noise levels.
+            let (x0, labels) = im.heldout(im.heldout_count(), None);
+            let loss =
+                crate::train::heldout_loss(trained.as_ref(), &x0, &labels, &spec.schedule, bank.seed_for("eval"))?;
+            out.insert("heldout_loss".into(), loss);
+        }
     }
     if let Some(f) = &e.sample_fd {
         let (fd, align) = sample_fd(&trained, &data, &spec.schedule, f, &bank)?;
@@ -79,26 +89,32 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
 #[allow(clippy::borrowed_box)]
 fn sample_fd(
     model: &Box<dyn Network>,
-    data: &crate::data::Gmm,
+    data: &Data,
     schedule: &crate::diffusion::Schedule,
     f: &SampleFd,
     ctx: &CaseCtx,
 ) -> Result<(f64, Option<f64>), String> {
     let (n, steps) = (f.samples, f.steps);
-    let classes: Vec<usize> = (0..n).map(|i| i % data.classes).collect();
+    let dim = data.draws().dim();
+    let classes: Vec<usize> = (0..n).map(|i| i % data.draws().classes()).collect();
     let cond = model.classes().map(|_| &classes[..]);
-    let (reference, _) = data.sample(ctx.seed_for("reference"), 0, n, cond);
+    // The user's images: held-out ones, cycled when fewer than n.
+    let (reference, _) = match data {
+        Data::Exact(g) => g.sample(ctx.seed_for("reference"), 0, n, cond),
+        Data::Images(im) => im.heldout(n, cond),
+    };
     let grid = Grid::new(schedule, Spacing::Trailing, steps, FinalPoint::Zero);
     let mut ev = Evaluator::new(model);
     ev.class = cond;
     ev.clip_x0 = f.clip_x0;
-    let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, n, data.dim);
+    let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, n, dim);
     let x = sample(Sampler::Ddim { eta: 0.0 }, &mut ev, &grid, &mut bank);
     if x.iter().any(|v| !v.is_finite()) {
         return Err(format!("the trained model produced non-finite samples at {steps} DDIM steps"));
     }
-    let align = cond.map(|c| crate::metrics::alignment_accuracy(data, &x, c));
-    Ok((frechet_from_samples(&x, &reference, data.dim), align))
+    // Exact alignment needs the data's Bayes classifier.
+    let align = cond.zip(data.exact()).map(|(c, g)| crate::metrics::alignment_accuracy(g, &x, c));
+    Ok((frechet_from_samples(&x, &reference, dim), align))
 }
 
 /// A trained sampler sweep's case: train the model of `row` with this replicate's seed, then

@@ -183,6 +183,25 @@ fn resolve_uses(files: &Files, node: &Node, templates: &Node, ex: &mut Expansion
     }
 }
 
+/// A training sweep on the user's images: resolve the folder against the suite file's and hash
+/// its images (once per folder, whatever the number of profiles naming it).
+fn resolve_folder(
+    plan: &mut Plan,
+    suite: &Path,
+    seen: &mut BTreeMap<String, crate::data::FolderSpec>,
+) -> Result<(), String> {
+    let Plan::Run(e) = plan else { return Ok(()) };
+    let Experiment::TrainSweep(t) = e.as_mut() else { return Ok(()) };
+    let crate::data::DataSpec::Folder(f) = &mut t.data else { return Ok(()) };
+    if let Some(done) = seen.get(&f.path) {
+        (f.fingerprint, f.resolved) = (done.fingerprint.clone(), done.resolved.clone());
+        return Ok(());
+    }
+    f.resolve(suite.parent().unwrap_or(Path::new(".")))?;
+    seen.insert(f.path.clone(), f.clone());
+    Ok(())
+}
+
 /// The experiment node of one profile: base fields with that profile's overrides merged in.
 fn plan_for(files: &Files, exp: &Node, profile: Profile) -> Result<Plan, SuiteError> {
     let base = exp.without("profiles");
@@ -225,6 +244,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         return Err(files.error(root.locate_value(&p), msg));
     }
     let claims_node = root.get("claims").expect("typed parse guarantees claims");
+    let mut folders = BTreeMap::new();
     let mut claims = vec![];
     for (i, c) in doc.claims.iter().enumerate() {
         let Kind::Seq(items) = &claims_node.kind else { unreachable!("claims is a list") };
@@ -244,7 +264,16 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         }
         let mut plans = BTreeMap::new();
         for prof in Profile::ALL {
-            let plan = plan_for(&files, exp_node, prof)?;
+            let mut plan = plan_for(&files, exp_node, prof)?;
+            if let Err(msg) = resolve_folder(&mut plan, path, &mut folders) {
+                let at = [
+                    Step::Key("claims".into()),
+                    Step::Index(i),
+                    Step::Key("experiment".into()),
+                    Step::Key("data".into()),
+                ];
+                return Err(files.error(root.locate_value(&at), msg));
+            }
             if let Plan::Run(e) = &plan {
                 let claim_path = vec![Step::Key("claims".into()), Step::Index(i)];
                 if let Some((p, msg)) = validate::claim_refs(c, e).into_iter().next() {

@@ -4,7 +4,7 @@
 use super::types::*;
 use super::yaml::Step;
 use crate::compute::ModelConfig;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub type Problems = Vec<(Vec<Step>, String)>;
 
@@ -293,7 +293,7 @@ pub fn experiment(e: &Experiment) -> Problems {
         }
         Experiment::SamplerSweep(w) => {
             trained_sweep(w, &mut p);
-            data(&w.data, &mut p);
+            exact_data(&w.data, &mut p);
             schedule(&w.schedule, &mut p);
             samplers(&w.samplers, &mut p);
             steps(&w.steps, &mut p);
@@ -373,7 +373,7 @@ pub fn experiment(e: &Experiment) -> Problems {
             replicates(t.replicates, &mut p);
         }
         Experiment::MetricNull(m) => {
-            data(&m.data, &mut p);
+            exact_data(&m.data, &mut p);
             features(&m.features, &mut p);
             sample_count(m.samples, "samples", &mut p);
             replicates(m.replicates, &mut p);
@@ -431,6 +431,15 @@ fn steps(v: &[usize], p: &mut Problems) {
     }
 }
 
+/// A data spec of an experiment that needs a closed-form distribution.
+fn exact_data(d: &crate::data::DataSpec, p: &mut Problems) {
+    if !d.is_exact() {
+        let why = "a folder of images has no closed-form distribution (exact denoiser, exact samplers): only train_sweep trains on one";
+        p.push((vec![k("data"), k("folder")], why.into()));
+    }
+    data(d, p);
+}
+
 fn data(d: &crate::data::DataSpec, p: &mut Problems) {
     for (f, m) in d.validate() {
         let (kind, field) = f.split_once('.').unwrap_or(("", &f));
@@ -482,6 +491,9 @@ pub struct Columns {
     pub printed: BTreeSet<String>,
     pub scalars: BTreeSet<String>,
     pub rows: Vec<String>,
+    /// Measured columns this experiment cannot fill, and why (the exact-denoiser scores on the
+    /// user's images): a check that reads one is INCONCLUSIVE with that reason, never FAIL.
+    pub unavailable: BTreeMap<String, String>,
 }
 
 pub fn columns(e: &Experiment) -> Columns {
@@ -547,6 +559,12 @@ pub fn columns(e: &Experiment) -> Columns {
             if t.sample_fd.is_some() {
                 // `align` only where the models are class-conditional (empty cells otherwise).
                 c.measured.extend(["fd".to_string(), "align".to_string()]);
+            }
+            if !t.data.is_exact() {
+                c.measured.insert("heldout_loss".into());
+                let why = "unavailable on the user's images: it needs the exact denoiser of a known distribution";
+                let exact = ["excess_error", "align"].into_iter().chain(crate::train::LEVEL_BANDS.map(|(n, _)| n));
+                c.unavailable = exact.map(|n| (n.to_string(), why.to_string())).collect();
             }
             c.printed = t.models.iter().flat_map(|m| m.printed.keys().cloned()).collect();
             c.rows = t.rows();

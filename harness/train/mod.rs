@@ -5,7 +5,7 @@
 //! `substream(seed, s)`, so a resumed run needs no RNG state beyond the step: resuming at step
 //! s replays exactly the draws the uninterrupted run would have made.
 
-use crate::data::Gmm;
+use crate::data::{Draw, Gmm};
 use crate::diffusion::{target, x0_eps, PredictionType, Schedule, Time};
 use crate::models::{rows_tensor, tensor_rows, Network};
 use crate::seed::{substream, Rng};
@@ -308,9 +308,15 @@ struct Prepared {
 }
 
 /// The training batch of step `s`: clean data, labels (some dropped), timesteps and noise.
-fn batch(data: &Gmm, spec: &TrainSpec, null: usize, seed: u64, s: u64) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
+fn batch(
+    data: &dyn Draw,
+    spec: &TrainSpec,
+    null: usize,
+    seed: u64,
+    s: u64,
+) -> (Vec<f64>, Vec<usize>, Vec<f64>, Vec<f64>) {
     let base = substream(seed, s);
-    let (x0, mut labels) = data.sample(substream(base, 0), 0, spec.batch, None);
+    let (x0, mut labels) = data.draw(substream(base, 0), 0, spec.batch, None);
     let mut rng = Rng::new(substream(base, 1));
     let tmax = spec.schedule.train_steps;
     let t: Vec<f64> = (0..spec.batch).map(|_| rng.below(tmax) as f64).collect();
@@ -376,7 +382,7 @@ fn load(path: &Path, model: &dyn Network) -> candle_core::Result<(Vec<Tensor>, A
 /// is saved there and a run that finds one resumes from it (and removes it when done).
 pub fn train(
     model: &dyn Network,
-    data: &Gmm,
+    data: &dyn Draw,
     spec: &TrainSpec,
     seed: u64,
     checkpoint: Option<&Path>,
@@ -387,7 +393,7 @@ pub fn train(
 /// `train`, stopping (as if killed) once `stop_after` steps are done.
 pub(crate) fn train_until(
     model: &dyn Network,
-    data: &Gmm,
+    data: &dyn Draw,
     spec: &TrainSpec,
     seed: u64,
     checkpoint: Option<&Path>,
@@ -395,10 +401,13 @@ pub(crate) fn train_until(
 ) -> Result<(Trained, Vec<Tensor>), String> {
     let err = |e: candle_core::Error| format!("training failed: {e}");
     let d = model.config().data_dim();
-    if d != data.dim {
-        return Err(format!("the model takes {d} values per sample but the data has {}", data.dim));
+    if d != data.dim() {
+        return Err(format!("the model takes {d} values per sample but the data has {}", data.dim()));
     }
-    let null = model.classes().unwrap_or(data.classes);
+    if let Some(k) = model.classes().filter(|k| *k < data.classes()) {
+        return Err(format!("the model knows {k} classes but the data has {}", data.classes()));
+    }
+    let null = model.classes().unwrap_or(data.classes());
     // A step's forward MACs, averaged over the masked steps and the unmasked fine-tune.
     let unmasked_macs = model.config().unmasked().count().total().macs.values().sum::<f64>();
     let f = spec.unmasked_fraction;
@@ -585,6 +594,42 @@ pub fn excess_error_levels(
         out.push(LevelError { t: ti, snr, x0: crate::metrics::excess_denoising_error(&x0_hat, &oracle, d) });
     }
     Ok(out)
+}
+
+/// The held-out denoising loss, for data without an exact denoiser (the user's images): the
+/// model's ε-space MSE on held-out images `x0` (of classes `labels`) at the excess error's
+/// evenly spaced noise levels, averaged uniformly over the levels as [`headline`] is. It
+/// includes the Bayes error the excess error removes, so it ranks models on the same data but
+/// is not comparable across data.
+pub fn heldout_loss(
+    model: &dyn Network,
+    x0: &[f64],
+    labels: &[usize],
+    schedule: &Schedule,
+    seed: u64,
+) -> Result<f64, String> {
+    let d = model.config().data_dim();
+    let ac = schedule.alphas_cumprod();
+    let mut rng = Rng::new(substream(seed, 1));
+    let per = (x0.len() / d).div_ceil(EVAL_LEVELS);
+    let mut levels = vec![];
+    for (li, (chunk, cls)) in x0.chunks(d * per).zip(labels.chunks(per)).enumerate() {
+        let ti = ((li as f64 + 0.5) / EVAL_LEVELS as f64 * (ac.len() - 1) as f64).round();
+        let at = Time::from_alpha_bar(ti, ac[ti as usize]);
+        let eps: Vec<f64> = (0..chunk.len()).map(|_| rng.normal()).collect();
+        let xt: Vec<f64> = chunk.iter().zip(&eps).map(|(x, e)| at.alpha * x + at.sigma * e).collect();
+        let out_t = model
+            .forward(
+                &rows_tensor(&xt, d, model.params().device()).map_err(|e| e.to_string())?,
+                &vec![ti; chunk.len() / d],
+                model.classes().map(|_| cls),
+            )
+            .and_then(|o| tensor_rows(&o))
+            .map_err(|e| e.to_string())?;
+        let (_, eps_hat) = x0_eps(model.prediction(), &out_t, &xt, at);
+        levels.push(eps_hat.iter().zip(&eps).map(|(p, q)| (p - q).powi(2)).sum::<f64>() / chunk.len() as f64);
+    }
+    Ok(levels.iter().sum::<f64>() / levels.len().max(1) as f64)
 }
 
 /// The report's split of the headline by noise: ε-space excess error averaged over the low-,

@@ -1,0 +1,203 @@
+//! The user's own images as training data: a folder of PNGs, or a folder of class subfolders
+//! of PNGs (the ImageFolder layout: each subfolder, by sorted name, is a class).
+//!
+//! Such data has no closed-form distribution, so what the harness scores against the exact
+//! denoiser (the excess error and its noise bands, exact alignment) is unavailable on it, and
+//! the checks that read those say so. In their place: the held-out denoising loss, and FD of a
+//! model's samples against held-out images, both on the last `holdout` images of each class (by
+//! file name), which training never sees.
+
+use super::user::{png_files, png_size, read_png};
+use crate::seed::{substream, Rng};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Most images read, and most values held (each an f64): about 2 GiB.
+pub const MAX_IMAGES: usize = 200_000;
+pub const MAX_VALUES: usize = 1 << 28;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSpec {
+    /// The folder, relative to the suite file (or absolute).
+    pub path: String,
+    /// Images held out per class (the last ones by file name): the reference for FD and for
+    /// the held-out loss.
+    pub holdout: usize,
+    /// Hash of the images' names and bytes, filled when the suite loads: part of every case's
+    /// content hash, so edited images are trained on again. Not written in a suite.
+    #[serde(default, skip_deserializing)]
+    #[schemars(skip)]
+    pub fingerprint: String,
+    /// `path` resolved against the suite's folder when it loads.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved: PathBuf,
+}
+
+/// The images by class: a flat folder is one class.
+fn classes(dir: &Path) -> Result<Vec<Vec<PathBuf>>, String> {
+    let flat = png_files(dir)?;
+    if !flat.is_empty() {
+        return Ok(vec![flat]);
+    }
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subs.sort();
+    let per: Vec<Vec<PathBuf>> = subs.iter().map(|d| png_files(d)).collect::<Result<_, _>>()?;
+    let per: Vec<Vec<PathBuf>> = per.into_iter().filter(|f| !f.is_empty()).collect();
+    if per.is_empty() {
+        return Err(format!("{}: no .png files, and no subfolders of them", dir.display()));
+    }
+    Ok(per)
+}
+
+impl FolderSpec {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut p = vec![];
+        if self.path.trim().is_empty() {
+            p.push(("path".into(), "the folder's path is empty".into()));
+        }
+        if self.holdout == 0 {
+            p.push(("holdout".into(), "hold out at least one image per class (the reference for FD)".into()));
+        }
+        p
+    }
+
+    /// Resolve `path` against `base` (the suite's folder), check the images' count, size and
+    /// memory before reading any, and hash them.
+    pub fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        let dir = base.join(&self.path);
+        if !dir.is_dir() {
+            return Err(format!("{} is not a folder (`path` is relative to the suite file)", dir.display()));
+        }
+        let per = classes(&dir)?;
+        let count: usize = per.iter().map(Vec::len).sum();
+        let (w, h) = png_size(&per[0][0])?;
+        let values = count.saturating_mul(w as usize * h as usize * 3);
+        if count > MAX_IMAGES || values > MAX_VALUES {
+            return Err(format!(
+                "{}: {count} images of {w}×{h} would hold {values} values; the limit is {MAX_IMAGES} images and {MAX_VALUES} values",
+                dir.display()
+            ));
+        }
+        if let Some(c) = per.iter().position(|f| f.len() <= self.holdout) {
+            return Err(format!(
+                "{}: class {c} has {} images, not more than the {} held out",
+                dir.display(),
+                per[c].len(),
+                self.holdout
+            ));
+        }
+        let mut h = blake3::Hasher::new();
+        for f in per.iter().flatten() {
+            let rel = f.strip_prefix(&dir).unwrap_or(f);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(&std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?);
+        }
+        self.fingerprint = h.finalize().to_hex()[..32].to_string();
+        self.resolved = dir;
+        Ok(())
+    }
+
+    /// Read the images (after [`FolderSpec::resolve`]).
+    pub fn load(&self) -> Result<Images, String> {
+        if self.resolved.as_os_str().is_empty() {
+            return Err("the image folder was not resolved when the suite loaded".into());
+        }
+        let per = classes(&self.resolved)?;
+        let size = png_size(&per[0][0])?;
+        let dim = (size.0 * size.1 * 3) as usize;
+        let mut im = Images { dim, classes: per.len(), train: vec![], by_class: vec![], heldout: vec![] };
+        for files in &per {
+            let split = files.len() - self.holdout.min(files.len());
+            let mut train = vec![];
+            let mut held = vec![];
+            for (i, f) in files.iter().enumerate() {
+                let px = read_png(f, size)?;
+                if i < split {
+                    train.push(im.train.len() / dim);
+                    im.train.extend(px);
+                } else {
+                    held.extend(px);
+                }
+            }
+            im.by_class.push(train);
+            im.heldout.push(held);
+        }
+        Ok(im)
+    }
+}
+
+/// Images in memory: the training split (row-major, `dim` values each) with its rows per class,
+/// and the held-out images per class.
+#[derive(Clone, Debug)]
+pub struct Images {
+    pub dim: usize,
+    pub classes: usize,
+    train: Vec<f64>,
+    by_class: Vec<Vec<usize>>,
+    heldout: Vec<Vec<f64>>,
+}
+
+impl Images {
+    /// Draw training images `first .. first + n` of the stream `seed`, uniformly (of class
+    /// `class[i]` when given), each from its own substream as the mixtures draw theirs.
+    pub fn sample(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
+        let mut xs = Vec::with_capacity(n * self.dim);
+        let mut cs = Vec::with_capacity(n);
+        let total: usize = self.by_class.iter().map(Vec::len).sum();
+        for i in 0..n {
+            let mut rng = Rng::new(substream(seed, (first + i) as u64));
+            let (c, row) = match class {
+                Some(c) => {
+                    let rows = &self.by_class[c[i] % self.classes];
+                    (c[i] % self.classes, rows[rng.below(rows.len())])
+                }
+                None => {
+                    let (mut k, mut c) = (rng.below(total), 0);
+                    while k >= self.by_class[c].len() {
+                        k -= self.by_class[c].len();
+                        c += 1;
+                    }
+                    (c, self.by_class[c][k])
+                }
+            };
+            xs.extend_from_slice(&self.train[row * self.dim..][..self.dim]);
+            cs.push(c);
+        }
+        (xs, cs)
+    }
+
+    /// `n` held-out images in order, cycling: image i of class `class[i]` when given, else
+    /// through every held-out image class by class.
+    pub fn heldout(&self, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
+        let all: Vec<(usize, usize)> =
+            (0..self.classes).flat_map(|c| (0..self.heldout[c].len() / self.dim).map(move |k| (c, k))).collect();
+        let mut next = vec![0usize; self.classes];
+        let mut xs = Vec::with_capacity(n * self.dim);
+        let mut cs = Vec::with_capacity(n);
+        for i in 0..n {
+            let (c, k) = match class {
+                Some(cl) => {
+                    let c = cl[i] % self.classes;
+                    next[c] += 1;
+                    (c, (next[c] - 1) % (self.heldout[c].len() / self.dim))
+                }
+                None => all[i % all.len()],
+            };
+            xs.extend_from_slice(&self.heldout[c][k * self.dim..][..self.dim]);
+            cs.push(c);
+        }
+        (xs, cs)
+    }
+
+    /// Held-out images in all, over the classes.
+    pub fn heldout_count(&self) -> usize {
+        self.heldout.iter().map(|h| h.len() / self.dim).sum()
+    }
+}

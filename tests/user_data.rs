@@ -1,0 +1,94 @@
+//! A suite trains on the user's own images: a folder of class subfolders of PNGs.
+
+use std::path::Path;
+use std::process::Command;
+
+/// An 8×8 RGB PNG: a 4×4 square of `colour` at (x, y) on black.
+fn write_png(path: &Path, colour: [u8; 3], x: usize, y: usize) {
+    let mut px = vec![0u8; 8 * 8 * 3];
+    for row in y..y + 4 {
+        for col in x..x + 4 {
+            px[(row * 8 + col) * 3..][..3].copy_from_slice(&colour);
+        }
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 8, 8);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(&px).unwrap();
+}
+
+const SUITE: &str = r#"
+suite: mine
+version: 1
+title: My images
+claims:
+  - id: mine/wider-is-better
+    claim: On my images, the wider DiT denoises held-out images better.
+    source: a user's own question
+    experiment:
+      kind: train_sweep
+      data: {folder: {path: imgs, holdout: 4}}
+      models:
+        - {label: narrow, model: {family: dit, depth: 1, heads: 2, hidden: 16, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}}
+        - {label: wide, model: {family: dit, depth: 1, heads: 2, hidden: 32, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}}
+      training: {steps: 20, batch: 16, learning_rate: 0.002, warmup_fraction: 0.05, final_lr_fraction: 0.1, ema_fraction: 0.1, clip: 1.0, prediction: epsilon, schedule: {betas: cosine, train_steps: 1000}, checkpoint_every: 1000}
+      eval_samples: 64
+      sample_fd: {samples: 32, steps: 4, clip_x0: 1.0}
+      replicates: 3
+    expect:
+      - monotone: {x: params, y: heldout_loss, direction: decreasing}
+      - monotone: {x: params, y: fd, direction: decreasing}
+      - monotone: {x: params, y: excess_error, direction: decreasing}
+"#;
+
+#[test]
+fn a_suite_trains_on_a_folder_of_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, colour) in [("red", [255, 0, 0]), ("blue", [0, 0, 255])] {
+        let sub = dir.path().join("imgs").join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..12 {
+            write_png(&sub.join(format!("{i:02}.png")), colour, i % 5, (i / 5) % 5);
+        }
+    }
+    let suite = dir.path().join("mine.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let out = dir.path().join("run");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_diffscale"))
+            .args(["run", "--no-fail-exit", "--out"])
+            .arg(&out)
+            .args(extra)
+            .arg(&suite)
+            .output()
+            .unwrap()
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let claim = &summary["claims"][0];
+    let checks = claim["checks"].as_array().unwrap();
+    // The held-out loss and FD against held-out images are measured (a verdict with an interval) …
+    for c in &checks[..2] {
+        assert_ne!(c["verdict"], "FAIL", "{c}");
+        assert!(c["rows"][0]["measured"]["lo"].is_number(), "{c}");
+    }
+    // … and the exact-denoiser score says it is unavailable instead of failing.
+    assert_eq!(checks[2]["verdict"], "INCONCLUSIVE", "{}", checks[2]);
+    assert!(checks[2]["note"].as_str().unwrap().contains("unavailable"), "{}", checks[2]);
+
+    // The images are part of every case's identity: an edited image trains again.
+    let reused = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).contains("0 run,");
+    assert!(reused(&run(&[])), "an unchanged folder reuses its cases");
+    write_png(&dir.path().join("imgs/red/00.png"), [255, 255, 0], 0, 0);
+    assert!(!reused(&run(&[])), "an edited image must re-run the claim");
+
+    // A folder that is not there is a load error naming the suite's line.
+    std::fs::write(&suite, SUITE.replace("path: imgs", "path: nowhere")).unwrap();
+    let bad = run(&[]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("mine.yaml:") && err.contains("nowhere"), "{err}");
+}
