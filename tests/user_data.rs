@@ -79,6 +79,17 @@ fn a_suite_trains_on_a_folder_of_pngs() {
     assert_eq!(checks[2]["verdict"], "INCONCLUSIVE", "{}", checks[2]);
     assert!(checks[2]["note"].as_str().unwrap().contains("unavailable"), "{}", checks[2]);
 
+    // Every training case keeps its loss curve, and the report draws them on request.
+    let record = std::fs::read_dir(out.join("cases")).unwrap().next().unwrap().unwrap().path();
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    let curve = record["curves"].as_object().unwrap().values().next().unwrap().as_array().unwrap().clone();
+    assert_eq!(curve.len(), 20, "one point per step when training is shorter than the curve");
+    let report =
+        Command::new(env!("CARGO_BIN_EXE_diffscale")).args(["report", "--loss-curves"]).arg(&out).output().unwrap();
+    assert!(report.status.success() || report.status.code() == Some(1), "{}", String::from_utf8_lossy(&report.stderr));
+    let svg = std::fs::read_to_string(out.join("figures/mine__wider-is-better__loss.svg")).unwrap();
+    assert!(svg.contains("narrow (3 seeds)") && svg.contains("wide (3 seeds)"), "legend names both models");
+
     // The images are part of every case's identity: an edited image trains again.
     let reused = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).contains("0 run,");
     assert!(reused(&run(&[])), "an unchanged folder reuses its cases");

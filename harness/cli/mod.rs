@@ -62,6 +62,10 @@ pub enum Command {
     Report {
         /// A run folder (with manifest.json and cases/).
         dir: PathBuf,
+        /// Also draw each trained claim's training loss curves (figures/<claim>__loss.svg), from
+        /// the curves its case records keep.
+        #[arg(long)]
+        loss_curves: bool,
     },
     /// Compare a run with a baseline summary.json: exit 1 on any regression.
     Compare {
@@ -487,10 +491,19 @@ fn cmd_list(paths: Vec<PathBuf>, claim: Option<String>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn cmd_report(dir: PathBuf) -> anyhow::Result<i32> {
+fn cmd_report(dir: PathBuf, loss_curves: bool) -> anyhow::Result<i32> {
     let manifest = run::read_manifest(&dir).map_err(usage)?;
     let records = run::read_records(&dir, &manifest.claims);
     let summary = judge_and_report(&dir, &manifest, &records)?;
+    if loss_curves {
+        let figs = crate::report::loss_curves::write_loss_curves(&dir.join("figures"), &manifest, &records)?;
+        if figs.is_empty() {
+            eprintln!("note: no case in {} kept a loss curve (runs before they were recorded)", dir.display());
+        }
+        for (claim, f) in figs {
+            println!("{claim}: {}", dir.join("figures").join(format!("{}.svg", f.stem)).display());
+        }
+    }
     Ok(exit_for(&summary))
 }
 
@@ -656,7 +669,7 @@ pub fn main() -> i32 {
     let r = match cli.command {
         Command::List { paths, claim } => cmd_list(paths, claim),
         Command::Run(a) => cmd_run(a),
-        Command::Report { dir } => cmd_report(dir),
+        Command::Report { dir, loss_curves } => cmd_report(dir, loss_curves),
         Command::Compare { run, baseline, rel, abs, format } => cmd_compare(run, baseline, rel, abs, &format),
         Command::Merge { dirs, out, allow_mixed_machines, no_fail_exit } => {
             cmd_merge(dirs, out, allow_mixed_machines).map(|c| if no_fail_exit { 0 } else { c })

@@ -25,9 +25,9 @@ pub struct FolderSpec {
     /// Images held out per class (the last ones by file name): the reference for FD and for
     /// the held-out loss.
     pub holdout: usize,
-    /// Hash of the images' names and bytes, filled when the suite loads: part of every case's
-    /// content hash, so edited images are trained on again. Not written in a suite.
-    #[serde(default, skip_deserializing)]
+    /// Hash of the images' names and bytes, computed when the suite loads (over anything a suite
+    /// writes here): part of every case's content hash, so edited images are trained on again.
+    #[serde(default)]
     #[schemars(skip)]
     pub fingerprint: String,
     /// `path` resolved against the suite's folder when it loads.

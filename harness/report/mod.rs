@@ -4,6 +4,7 @@ pub mod compare;
 pub mod figures;
 pub mod history;
 pub mod labels;
+pub mod loss_curves;
 pub mod page;
 mod paper_figures;
 mod plot;

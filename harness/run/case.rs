@@ -15,7 +15,12 @@ pub struct CaseCtx<'a> {
     pub checkpoint: Option<std::path::PathBuf>,
     /// The device and precision the case's models train and sample on.
     pub backend: &'a super::backend::Backend,
+    /// Training loss curves the case observed, by model, for its record.
+    pub curves: Curves,
 }
+
+/// Loss curves by name: (step, mean loss over the window ending there).
+pub type Curves = std::sync::Mutex<std::collections::BTreeMap<String, Vec<[f64; 2]>>>;
 
 impl<'a> CaseCtx<'a> {
     /// A seed shared by all rows of this replicate (a noise bank, a reference set), so that
@@ -36,6 +41,14 @@ impl<'a> CaseCtx<'a> {
             seed: self.seed,
             checkpoint: None,
             backend: self.backend,
+            curves: Default::default(),
+        }
+    }
+
+    /// Keep `curve` (a training run's loss) for the case's record, under `name`.
+    pub fn record_curve(&self, name: &str, curve: &[[f64; 2]]) {
+        if let Ok(mut c) = self.curves.lock() {
+            c.insert(name.to_string(), curve.to_vec());
         }
     }
 }

@@ -282,6 +282,7 @@ fn run_one(
         seed: pc.seed,
         checkpoint: Some(out.join("checkpoints").join(format!("{}.safetensors", pc.hash))),
         backend,
+        curves: Default::default(),
     };
     let result = std::panic::catch_unwind(|| experiment::execute(exp, spec, &ctx))
         .unwrap_or_else(|_| Err("the case panicked (a diffscale bug: please report it)".into()));
@@ -305,6 +306,7 @@ fn run_one(
         reason,
         values,
         meta: experiment::meta(exp),
+        curves: ctx.curves.into_inner().unwrap_or_default(),
         machine: backend.machine.clone(),
         started_unix: started,
         seconds: t0.elapsed().as_secs_f64(),

@@ -145,6 +145,10 @@ pub struct CaseRecord {
     /// classifier).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// Training loss curves of the models the case trained: name → (step, mean loss over the
+    /// window ending there). `diffscale report --loss-curves` draws them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub curves: BTreeMap<String, Vec<[f64; 2]>>,
     pub machine: Machine,
     pub started_unix: f64,
     pub seconds: f64,

@@ -156,6 +156,7 @@ mod tests {
             seed: 1,
             checkpoint: None,
             backend: super::super::backend::Backend::cpu(),
+            curves: Default::default(),
         }
     }
 

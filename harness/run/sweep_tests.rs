@@ -29,6 +29,7 @@ fn run(c: &ResolvedClaim, e: &Experiment) -> ClaimData {
                 seed,
                 checkpoint: None,
                 backend: super::backend::Backend::cpu(),
+                curves: Default::default(),
             };
             (s.row.clone(), s.replicate, execute(e, s, &ctx).unwrap())
         })

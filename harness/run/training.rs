@@ -39,6 +39,7 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
     let (report, ema) =
         crate::train::train(model.as_ref(), data.draws(), &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
     let trained = with_values(model.as_ref(), &ema)?;
+    ctx.record_curve(&sized.label, &report.curve);
     let bank = ctx.shared_bank();
     let mut out = Values::from([
         ("params".into(), model.params().count() as f64),
@@ -126,6 +127,7 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
     let pooled = pooled(&e.data, sized, spec, ctx)?;
     let model = build(&sized.model, spec.prediction, &ctx.backend.device, ctx.backend.precision.dtypes(), 0)?;
     let (report, err) = (&pooled.report, pooled.excess_error);
+    ctx.record_curve(&sized.label, &report.curve);
     let ema: Vec<Tensor> = model
         .params()
         .vars

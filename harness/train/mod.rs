@@ -65,7 +65,13 @@ pub struct Trained {
     pub final_loss: f64,
     /// Steps that were replayed from a checkpoint rather than run.
     pub resumed_at: u64,
+    /// The training loss: (last step of a window, mean loss over the window), in up to
+    /// [`CURVE_POINTS`] windows of equal length, from `resumed_at` on (a checkpoint keeps no curve).
+    pub curve: Vec<[f64; 2]>,
 }
+
+/// Points of a loss curve, however long the training.
+pub const CURVE_POINTS: u64 = 64;
 
 impl TrainSpec {
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -439,6 +445,8 @@ pub(crate) fn train_until(
     let ac = spec.schedule.alphas_cumprod();
     let beta = 1.0 - 1.0 / (spec.ema_fraction * total as f64).max(1.0);
     let mut loss_value = f64::NAN;
+    let window = total.div_ceil(CURVE_POINTS).max(1);
+    let (mut curve, mut window_sum, mut window_len) = (vec![], 0.0, 0u64);
     // The host draws step s's batch (noised inputs and targets) from the seed alone.
     let prepare = |s: u64| -> Prepared {
         let (x0, labels, t, eps) = batch(data, spec, null, seed, s);
@@ -511,6 +519,11 @@ pub(crate) fn train_until(
         if !loss_value.is_finite() {
             return Err(format!("the loss became {loss_value} at step {s} of {total} (learning rate too high?)"));
         }
+        (window_sum, window_len) = (window_sum + loss_value, window_len + 1);
+        if (s + 1) % window == 0 || s + 1 == total {
+            curve.push([(s + 1) as f64, window_sum / window_len as f64]);
+            (window_sum, window_len) = (0.0, 0);
+        }
         if let Some(p) = checkpoint {
             if (s + 1) % spec.checkpoint_every == 0 && s + 1 < total {
                 save(p, model, &ema, &opt).map_err(err)?;
@@ -525,7 +538,7 @@ pub(crate) fn train_until(
     }
     let step_macs = fine_tune_from as f64 * model.forward_macs() + (total - fine_tune_from) as f64 * unmasked_macs;
     let train_flops = 3.0 * 2.0 * step_macs * spec.batch as f64;
-    Ok((Trained { steps: total, train_flops, final_loss: loss_value, resumed_at }, ema))
+    Ok((Trained { steps: total, train_flops, final_loss: loss_value, resumed_at, curve }, ema))
 }
 
 /// The excess denoising error at one noise level of the held-out bank.
