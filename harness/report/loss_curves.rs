@@ -3,7 +3,7 @@
 //! curves every training case keeps in its record.
 
 use super::figures::{file_stem, write_figure, FigureRef};
-use super::plot::{Figure, Plot, Series, PALETTE};
+use super::plot::{Figure, Plot, Pt, Series, PALETTE};
 use crate::fit::mean;
 use crate::run::record::CaseRecord;
 use crate::run::Manifest;
@@ -63,7 +63,7 @@ pub fn write_loss_curves(
 }
 
 /// Points at the steps every seed reached: the seeds' mean, with their range as the interval.
-fn seed_mean(curves: &[&Vec<[f64; 2]>]) -> Vec<(f64, f64, Option<(f64, f64)>)> {
+fn seed_mean(curves: &[&Vec<[f64; 2]>]) -> Vec<Pt> {
     let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for c in curves {
         for [step, loss] in c.iter() {
