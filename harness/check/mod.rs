@@ -222,8 +222,12 @@ impl Ctx<'_> {
     where
         F: Fn(&[f64], &[Vec<f64>]) -> Option<f64>,
     {
-        if self.data.seeded && others.iter().all(|c| c.iter().all(|r| r.len() <= 1)) {
-            let fixed: Vec<Vec<f64>> = others.iter().map(|c| fit::row_means(c)).collect();
+        // A design column (a model's parameters, its Gflops) is recorded by every seed's case,
+        // the same each time: exact, though replicated.
+        let exact = |c: &Rows| c.iter().all(|r| r.windows(2).all(|w| w[0] == w[1]));
+        if self.data.seeded && others.iter().all(|c| exact(c)) {
+            let fixed: Vec<Vec<f64>> =
+                others.iter().map(|c| c.iter().map(|r| r.first().copied().unwrap_or(f64::NAN)).collect()).collect();
             let est = fit::orders::order_interval(y, self.boot.level, |m| stat(m, &fixed));
             return (est, Some(fit::orders::METHOD.to_string()));
         }

@@ -26,6 +26,12 @@ pub enum Sampler {
     Ddpm { variance: Variance },
     /// DDIM (Song et al. 2021, Eq. 12); η = 0 is the deterministic first-order ODE solver.
     Ddim { eta: f64 },
+    /// DDIM step for step as diffusers' `DDIMScheduler.step`, for users who must match a
+    /// diffusers pipeline sample for sample: every step lands on ᾱ at t − T//n (the previous
+    /// point of "leading" spacing) whatever the grid, and the next step reads the sample as if it
+    /// were at the next grid point. The two differ for `linspace` spacing, and for `trailing`
+    /// when n does not divide T (huggingface/diffusers issues #11347, #12633).
+    DdimDiffusers { eta: f64 },
     /// DPM-Solver++(2M), data-prediction multistep (Lu et al. 2022, Alg. 2).
     #[serde(rename = "dpmpp_2m")]
     DpmSolverPp2m {
@@ -49,6 +55,7 @@ impl Sampler {
         match self {
             Sampler::Ddpm { .. } => "ddpm",
             Sampler::Ddim { .. } => "ddim",
+            Sampler::DdimDiffusers { .. } => "ddim_diffusers",
             Sampler::DpmSolverPp2m { .. } => "dpmpp_2m",
             Sampler::Euler => "euler",
             Sampler::Heun => "heun",
@@ -113,6 +120,7 @@ pub fn sample(sampler: Sampler, ev: &mut Evaluator, grid: &Grid, noise: &mut Noi
         x = match sampler {
             Sampler::Ddpm { variance } => ddpm_step(&x, &x0, t, t1, variance, last, noise),
             Sampler::Ddim { eta } => ddim_step(&x0, &eps, t, t1, eta, noise),
+            Sampler::DdimDiffusers { eta } => ddim_step(&x0, &eps, t, grid.diffusers_landing(i), eta, noise),
             Sampler::DdimOffByOne => ddim_step(&x0, &eps, t, grid.next(i + 1), 0.0, noise),
             Sampler::DpmSolverPp2m { .. } | Sampler::DpmSolverPp2mFirstOrder => {
                 let first = match sampler {

@@ -30,6 +30,10 @@ pub struct Schedule {
     /// Rescale √ᾱ so that the last step has zero SNR (Lin et al. 2024, Alg. 1).
     #[serde(default)]
     pub zero_terminal_snr: bool,
+    /// Hold β and ᾱ in float32 as diffusers' schedulers do (β rounded to f32, 1 − β and the
+    /// cumulative product taken in f32), for matching a diffusers pipeline sample for sample.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub float32: bool,
 }
 
 fn default_t() -> usize {
@@ -43,7 +47,12 @@ fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
 
 impl Schedule {
     pub fn linear() -> Self {
-        Schedule { betas: BetaSchedule::Linear { start: 1e-4, end: 0.02 }, train_steps: 1000, zero_terminal_snr: false }
+        Schedule {
+            betas: BetaSchedule::Linear { start: 1e-4, end: 0.02 },
+            train_steps: 1000,
+            zero_terminal_snr: false,
+            float32: false,
+        }
     }
 
     pub fn betas(&self) -> Vec<f64> {
@@ -68,6 +77,17 @@ impl Schedule {
 
     /// ᾱ_t = Π_{s≤t} (1 − β_s).
     pub fn alphas_cumprod(&self) -> Vec<f64> {
+        if self.float32 {
+            let mut acc = 1.0f32;
+            return self
+                .betas()
+                .into_iter()
+                .map(|b| {
+                    acc *= 1.0f32 - b as f32;
+                    f64::from(acc)
+                })
+                .collect();
+        }
         let mut acc = 1.0;
         self.betas()
             .into_iter()
@@ -153,6 +173,8 @@ pub enum FinalPoint {
 pub struct Grid {
     pub points: Vec<Time>,
     pub end: Time,
+    /// The schedule's ᾱ, for samplers that land off the grid (`ddim_diffusers`).
+    pub alphas_cumprod: Vec<f64>,
 }
 
 impl Grid {
@@ -174,7 +196,7 @@ impl Grid {
             }
         };
         let points = ts.iter().map(|t| Time::from_alpha_bar(*t, ab[(*t as usize).min(tt - 1)])).collect();
-        Grid { points, end: final_point(&ab, end) }
+        Grid { points, end: final_point(&ab, end), alphas_cumprod: ab }
     }
 
     /// n points uniform in λ from λ_min to λ_max, plus the end point. Each point's model time
@@ -202,12 +224,27 @@ impl Grid {
                 Time { t: 0.0, alpha, sigma: (1.0 - alpha * alpha).sqrt() }
             }
         };
-        Grid { points, end }
+        Grid { points, end, alphas_cumprod: ab.to_vec() }
     }
 
     /// The point after evaluation i (the next evaluation, or the end).
     pub fn next(&self, i: usize) -> Time {
         self.points.get(i + 1).copied().unwrap_or(self.end)
+    }
+
+    /// Where diffusers' DDIM step from point i (at t) lands: ᾱ at t − T//n, or the end once that is below
+    /// 0 (its `final_alpha_cumprod`). On a fractional grid (uniform λ), the next point.
+    pub fn diffusers_landing(&self, i: usize) -> Time {
+        let (tt, n, t) = (self.alphas_cumprod.len(), self.points.len().max(1), self.points[i]);
+        if t.t.fract() != 0.0 {
+            return self.next(i);
+        }
+        let prev = t.t as i64 - (tt / n) as i64;
+        if prev < 0 {
+            self.end
+        } else {
+            Time::from_alpha_bar(prev as f64, self.alphas_cumprod[prev as usize])
+        }
     }
 }
 
@@ -235,7 +272,8 @@ mod tests {
             (BetaSchedule::Cosine, 0.99996, 2.4e-9, -9.9, 5.05),
         ];
         for (b, a0, a999, lmin, lmax) in cases {
-            let ab = Schedule { betas: b, train_steps: 1000, zero_terminal_snr: false }.alphas_cumprod();
+            let ab =
+                Schedule { betas: b, train_steps: 1000, zero_terminal_snr: false, float32: false }.alphas_cumprod();
             assert!((ab[0] - a0).abs() < 1e-5, "{b:?} ᾱ0 {}", ab[0]);
             assert!((ab[999] / a999 - 1.0).abs() < 0.05, "{b:?} ᾱ999 {}", ab[999]);
             assert!((lam(ab[999]) - lmin).abs() < 0.06 && (lam(ab[0]) - lmax).abs() < 0.01, "{b:?}");
@@ -248,6 +286,7 @@ mod tests {
             betas: BetaSchedule::ScaledLinear { start: 0.00085, end: 0.012 },
             train_steps: 1000,
             zero_terminal_snr: true,
+            float32: false,
         };
         let ab = s.alphas_cumprod();
         let plain = Schedule { zero_terminal_snr: false, ..s.clone() }.alphas_cumprod();

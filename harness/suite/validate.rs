@@ -410,7 +410,7 @@ fn samplers(m: &std::collections::BTreeMap<String, crate::diffusion::Sampler>, p
             let msg = format!("`{name}` cannot name a column (lowercase, not `steps` or `nfe_…`)");
             p.push((vec![k("samplers"), k(name)], msg));
         }
-        if let crate::diffusion::Sampler::Ddim { eta } = s {
+        if let crate::diffusion::Sampler::Ddim { eta } | crate::diffusion::Sampler::DdimDiffusers { eta } = s {
             if !(0.0..=1.0).contains(eta) {
                 p.push((vec![k("samplers"), k(name)], "DDIM's eta must be in [0, 1]".into()));
             }

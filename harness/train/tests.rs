@@ -27,7 +27,7 @@ fn spec(steps: u64) -> TrainSpec {
         label_dropout: 0.1,
         unmasked_fraction: 0.0,
         prediction: PredictionType::Epsilon,
-        schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false },
+        schedule: Schedule { betas: BetaSchedule::Cosine, train_steps: 1000, zero_terminal_snr: false, float32: false },
         checkpoint_every: 5,
     }
 }

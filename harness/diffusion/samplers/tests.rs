@@ -44,6 +44,40 @@ fn ddim_matches_diffusers_golden_full_loop() {
 }
 
 #[test]
+fn ddim_diffusers_lands_where_diffusers_does() {
+    // Values from tests/reference/diffusers_ddim.py, a float32 transcription of diffusers'
+    // DDIMScheduler that reproduces its own golden value above (172.0067 with leading spacing).
+    let f32_linear = Schedule { float32: true, ..Schedule::linear() };
+    let sum = |sampler, spacing, n| {
+        let grid = Grid::new(&f32_linear, spacing, n, FinalPoint::Zero);
+        run_dummy(sampler, &grid, Some(1.0)).iter().map(|v| v.abs()).sum::<f64>()
+    };
+    let diffusers = Sampler::DdimDiffusers { eta: 0.0 };
+    let ddim = Sampler::Ddim { eta: 0.0 };
+    for (spacing, n, want, grid_want) in
+        [(Spacing::Linspace, 10, 191.253821, 169.464239), (Spacing::Trailing, 3, 105.149282, 105.005340)]
+    {
+        let (got, on_grid) = (sum(diffusers, spacing, n), sum(ddim, spacing, n));
+        assert!((got / want - 1.0).abs() < 1e-5, "{spacing:?} n={n}: {got}, diffusers {want}");
+        assert!((on_grid / grid_want - 1.0).abs() < 1e-5, "{spacing:?} n={n}: {on_grid}, transcription {grid_want}");
+    }
+    // With leading spacing the two rules agree: t − T//n is the next grid point.
+    let lead = Spacing::Leading { offset: 0 };
+    assert!((sum(diffusers, lead, 10) - sum(ddim, lead, 10)).abs() < 1e-9);
+    assert!((sum(diffusers, lead, 10) - 172.0067).abs() < 1e-2);
+}
+
+#[test]
+fn float32_schedule_holds_alpha_bar_in_f32() {
+    let (a, b) =
+        (Schedule { float32: true, ..Schedule::linear() }.alphas_cumprod(), Schedule::linear().alphas_cumprod());
+    assert!(a.iter().all(|v| f64::from(*v as f32) == *v));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x / y - 1.0).abs()).fold(0.0, f64::max);
+    // A thousand f32 products drift from f64 by far less than a percent, but not by nothing.
+    assert!(worst > 0.0 && worst < 1e-4, "{worst}");
+}
+
+#[test]
 fn dpmpp_2m_matches_diffusers_golden_full_loop() {
     // tests/schedulers/test_scheduler_dpm_multi.py full loop: dpmsolver++, midpoint, order 2,
     // lower_order_final False, final_sigmas_type "sigma_min", 10 steps, linspace spacing.
