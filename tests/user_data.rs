@@ -103,3 +103,38 @@ fn a_suite_trains_on_a_folder_of_pngs() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("mine.yaml:") && err.contains("nowhere"), "{err}");
 }
+
+#[test]
+fn a_suite_trains_on_an_array_of_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 samples of 4 values: two clusters, as latents would be.
+    let data: Vec<f64> = (0..40)
+        .flat_map(|i| [1.0, -1.0, 0.5, 0.0].map(|v| v * if i % 2 == 0 { 1.0 } else { -1.0 } + 0.01 * i as f64))
+        .collect();
+    std::fs::write(dir.path().join("latents.npy"), diffscale::data::user::npy_bytes(&[40, 4], &data)).unwrap();
+    let suite = dir.path().join("mine.yaml");
+    let text = SUITE
+        .replace("data: {folder: {path: imgs, holdout: 4}}", "data: {array: {path: latents.npy, holdout: 8}}")
+        .replace(
+            "{family: dit, depth: 1, heads: 2, hidden: 16, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}",
+            "{family: mlp, data_dim: 4, width: 8, depth: 2}",
+        )
+        .replace(
+            "{family: dit, depth: 1, heads: 2, hidden: 32, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}",
+            "{family: mlp, data_dim: 4, width: 32, depth: 2}",
+        );
+    std::fs::write(&suite, text).unwrap();
+    let out = dir.path().join("run");
+    let run = Command::new(env!("CARGO_BIN_EXE_diffscale"))
+        .args(["run", "--no-fail-exit", "--out"])
+        .arg(&out)
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let checks = summary["claims"][0]["checks"].as_array().unwrap().clone();
+    assert!(checks[0]["rows"][0]["measured"]["lo"].is_number(), "{}", checks[0]);
+    assert_eq!(checks[2]["verdict"], "INCONCLUSIVE", "{}", checks[2]);
+}

@@ -1,5 +1,6 @@
-//! The user's own images as training data: a folder of PNGs, or a folder of class subfolders
-//! of PNGs (the ImageFolder layout: each subfolder, by sorted name, is a class).
+//! The user's own data for training: a folder of PNGs, or a folder of class subfolders of PNGs
+//! (the ImageFolder layout: each subfolder, by sorted name, is a class); or an array of samples
+//! (images or latents) in a `.npy`, `.npz` or `.safetensors` file, with optional class labels.
 //!
 //! Such data has no closed-form distribution, so what the harness scores against the exact
 //! denoiser (the excess error and its noise bands, exact alignment) is unavailable on it, and
@@ -7,7 +8,7 @@
 //! model's samples against held-out images, both on the last `holdout` images of each class (by
 //! file name), which training never sees.
 
-use super::user::{png_files, png_size, read_png};
+use super::user::{png_files, png_size, read_array, read_png};
 use crate::seed::{substream, Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -133,6 +134,84 @@ impl FolderSpec {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArraySpec {
+    /// The file, relative to the suite file (or absolute): its first axis indexes samples, the
+    /// rest is one sample, flattened in C order (image models read it as height × width ×
+    /// channels). Values are used as stored: convert uint8 pixels to the model's range first.
+    pub path: String,
+    /// The array's name in an `.npz` (optional when it holds one) or a `.safetensors` file.
+    #[serde(default)]
+    pub tensor: Option<String>,
+    /// An array of one integer class label per sample, in the same file; none: one class.
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Samples held out per class (the last ones): the reference for FD and the held-out loss.
+    pub holdout: usize,
+    /// Hash of the file's bytes, computed when the suite loads (see [`FolderSpec`]).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub fingerprint: String,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved: PathBuf,
+}
+
+impl ArraySpec {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut p = vec![];
+        if self.path.trim().is_empty() {
+            p.push(("path".into(), "the file's path is empty".into()));
+        }
+        if self.holdout == 0 {
+            p.push(("holdout".into(), "hold out at least one sample per class (the reference for FD)".into()));
+        }
+        p
+    }
+
+    /// Resolve `path` against `base`, refuse a file too large to hold, and hash it.
+    pub fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        let file = base.join(&self.path);
+        let meta = std::fs::metadata(&file)
+            .map_err(|e| format!("{}: {e} (`path` is relative to the suite file)", file.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a file", file.display()));
+        }
+        // At least one byte a value (uint8), held as 8.
+        if meta.len() > MAX_VALUES as u64 {
+            return Err(format!("{}: {} bytes could hold more than {MAX_VALUES} values", file.display(), meta.len()));
+        }
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        self.fingerprint = blake3::hash(&bytes).to_hex()[..32].to_string();
+        self.resolved = file;
+        Ok(())
+    }
+
+    /// Read the samples and labels (after [`ArraySpec::resolve`]).
+    pub fn load(&self) -> Result<Images, String> {
+        if self.resolved.as_os_str().is_empty() {
+            return Err("the data file was not resolved when the suite loaded".into());
+        }
+        let x = read_array(&self.resolved, self.tensor.as_deref())?;
+        let labels = match &self.labels {
+            None => vec![0; x.rows],
+            Some(name) => {
+                let l = read_array(&self.resolved, Some(name))?;
+                if l.data.len() != x.rows {
+                    return Err(format!("`{name}` has {} labels for {} samples", l.data.len(), x.rows));
+                }
+                let bad = l.data.iter().find(|v| v.fract() != 0.0 || **v < 0.0 || **v > 1e6);
+                if let Some(v) = bad {
+                    return Err(format!("`{name}`: labels are class indices (0, 1, …), not {v}"));
+                }
+                l.data.iter().map(|v| *v as usize).collect()
+            }
+        };
+        Images::from_rows(x.cols, &x.data, &labels, self.holdout)
+    }
+}
+
 /// Images in memory: the training split (row-major, `dim` values each) with its rows per class,
 /// and the held-out images per class.
 #[derive(Clone, Debug)]
@@ -145,6 +224,30 @@ pub struct Images {
 }
 
 impl Images {
+    /// Samples (`dim` values each) with their classes; the last `holdout` of each class held out.
+    pub fn from_rows(dim: usize, data: &[f64], labels: &[usize], holdout: usize) -> Result<Images, String> {
+        let classes = labels.iter().max().map_or(1, |m| m + 1);
+        let mut im =
+            Images { dim, classes, train: vec![], by_class: vec![vec![]; classes], heldout: vec![vec![]; classes] };
+        for c in 0..classes {
+            let rows: Vec<usize> = (0..labels.len()).filter(|i| labels[*i] == c).collect();
+            if rows.len() <= holdout {
+                return Err(format!("class {c} has {} samples, not more than the {holdout} held out", rows.len()));
+            }
+            let split = rows.len() - holdout;
+            for (k, r) in rows.iter().enumerate() {
+                let x = &data[r * dim..][..dim];
+                if k < split {
+                    im.by_class[c].push(im.train.len() / dim);
+                    im.train.extend_from_slice(x);
+                } else {
+                    im.heldout[c].extend_from_slice(x);
+                }
+            }
+        }
+        Ok(im)
+    }
+
     /// Draw training images `first .. first + n` of the stream `seed`, uniformly (of class
     /// `class[i]` when given), each from its own substream as the mixtures draw theirs.
     pub fn sample(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>) {
@@ -199,5 +302,23 @@ impl Images {
     /// Held-out images in all, over the classes.
     pub fn heldout_count(&self) -> usize {
         self.heldout.iter().map(|h| h.len() / self.dim).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_split_by_class_with_the_last_held_out() {
+        // Six samples of two classes (labels 0 1 0 1 0 1), one value each: 0 … 5.
+        let data: Vec<f64> = (0..6).map(f64::from).collect();
+        let im = Images::from_rows(1, &data, &[0, 1, 0, 1, 0, 1], 1).unwrap();
+        assert_eq!(im.classes, 2);
+        assert_eq!(im.heldout(2, Some(&[0, 1])).0, vec![4.0, 5.0]);
+        // Conditional draws keep to their class's training rows.
+        let (x, c) = im.sample(3, 0, 50, Some(&[1; 50]));
+        assert!(x.iter().all(|v| *v == 1.0 || *v == 3.0) && c.iter().all(|c| *c == 1));
+        assert!(Images::from_rows(1, &data, &[0, 1, 0, 1, 0, 1], 3).is_err(), "nothing left to train on");
     }
 }

@@ -5,7 +5,7 @@ pub mod gmm;
 pub mod templates;
 pub mod user;
 
-pub use folder::{FolderSpec, Images};
+pub use folder::{ArraySpec, FolderSpec, Images};
 pub use gmm::{Gmm, GmmSpec};
 pub use templates::TemplateSpec;
 
@@ -24,6 +24,8 @@ pub enum DataSpec {
     Templates(TemplateSpec),
     /// A folder of PNGs, or of one subfolder of PNGs per class: no exact denoiser.
     Folder(FolderSpec),
+    /// Samples (images or latents) in a `.npy`, `.npz` or `.safetensors` file: no exact denoiser.
+    Array(ArraySpec),
 }
 
 /// Data ready to draw from.
@@ -39,7 +41,9 @@ impl DataSpec {
         match self {
             DataSpec::Gmm(g) => g.build(),
             DataSpec::Templates(t) => t.gmm(),
-            DataSpec::Folder(_) => unreachable!("validation admits a folder only for training sweeps"),
+            DataSpec::Folder(_) | DataSpec::Array(_) => {
+                unreachable!("validation admits the user's data only for training sweeps")
+            }
         }
     }
 
@@ -47,12 +51,38 @@ impl DataSpec {
     pub fn load(&self) -> Result<Data, String> {
         Ok(match self {
             DataSpec::Folder(f) => Data::Images(f.load()?),
+            DataSpec::Array(a) => Data::Images(a.load()?),
             other => Data::Exact(other.build()),
         })
     }
 
+    /// Resolve the user's folder or file against `base` (the suite's folder) and hash it;
+    /// `seen` keeps what each path resolved to, so a path named by several profiles is read once.
+    pub fn resolve(
+        &mut self,
+        base: &std::path::Path,
+        seen: &mut std::collections::BTreeMap<String, (String, std::path::PathBuf)>,
+    ) -> Result<(), String> {
+        let (path, fingerprint, resolved) = match self {
+            DataSpec::Folder(f) => (f.path.clone(), &mut f.fingerprint, &mut f.resolved),
+            DataSpec::Array(a) => (a.path.clone(), &mut a.fingerprint, &mut a.resolved),
+            _ => return Ok(()),
+        };
+        if let Some((fp, res)) = seen.get(&path) {
+            (*fingerprint, *resolved) = (fp.clone(), res.clone());
+            return Ok(());
+        }
+        let done = match self {
+            DataSpec::Folder(f) => f.resolve(base).map(|_| (f.fingerprint.clone(), f.resolved.clone())),
+            DataSpec::Array(a) => a.resolve(base).map(|_| (a.fingerprint.clone(), a.resolved.clone())),
+            _ => return Ok(()),
+        }?;
+        seen.insert(path, done);
+        Ok(())
+    }
+
     pub fn is_exact(&self) -> bool {
-        !matches!(self, DataSpec::Folder(_))
+        !matches!(self, DataSpec::Folder(_) | DataSpec::Array(_))
     }
 
     /// Values per sample, when the spec is valid and known without reading files.
@@ -63,7 +93,7 @@ impl DataSpec {
         match self {
             DataSpec::Gmm(g) => Some(g.dim),
             DataSpec::Templates(t) => Some(t.size * t.size * 3),
-            DataSpec::Folder(_) => None,
+            DataSpec::Folder(_) | DataSpec::Array(_) => None,
         }
     }
 
@@ -73,6 +103,7 @@ impl DataSpec {
             DataSpec::Gmm(g) => under("gmm", g.validate()),
             DataSpec::Templates(t) => under("templates", t.validate()),
             DataSpec::Folder(f) => under("folder", f.validate()),
+            DataSpec::Array(a) => under("array", a.validate()),
         }
     }
 }

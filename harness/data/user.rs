@@ -190,6 +190,33 @@ pub fn read_png_folder(dir: &Path) -> Result<Array, String> {
     Ok(Array { rows: files.len(), cols: (size.0 * size.1 * 3) as usize, data })
 }
 
+/// One array from a `.npy`, an `.npz` (the array `name`, or its only one) or a `.safetensors`
+/// file (the tensor `name`), by the file's extension.
+pub fn read_array(p: &Path, name: Option<&str>) -> Result<Array, String> {
+    let ext = p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    match (ext.as_str(), name) {
+        ("npy", _) => read_npy(p),
+        ("safetensors", Some(n)) => read_safetensors(p, n),
+        ("safetensors", None) => Err(err(p, "name the tensor to read (`tensor:`)")),
+        ("npz", _) => {
+            let file = std::fs::File::open(p).map_err(|e| err(p, e))?;
+            let mut zip = zip::ZipArchive::new(file).map_err(|e| err(p, format!("not an .npz archive ({e})")))?;
+            let names: Vec<String> =
+                zip.file_names().filter_map(|f| f.ok()?.strip_suffix(".npy").map(String::from)).collect();
+            let name = match name {
+                Some(n) => n.to_string(),
+                None if names.len() == 1 => names[0].clone(),
+                None => return Err(err(p, format!("holds {} arrays ({}): name one", names.len(), names.join(", ")))),
+            };
+            let mut f = zip.by_name(&format!("{name}.npy")).map_err(|_| err(p, format!("has no `{name}` array")))?;
+            let mut bytes = vec![];
+            f.read_to_end(&mut bytes).map_err(|e| err(p, e))?;
+            parse_npy(&bytes).map_err(|e| err(p, format!("{name}: {e}")))
+        }
+        _ => Err(err(p, "not a .npy, .npz or .safetensors file")),
+    }
+}
+
 /// Fréchet statistics from a pytorch-fid / ADM `.npz` (arrays `mu` and `sigma`).
 pub fn read_fid_stats(p: &Path) -> Result<(Vec<f64>, Array), String> {
     let file = std::fs::File::open(p).map_err(|e| err(p, e))?;

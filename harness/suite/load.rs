@@ -183,23 +183,16 @@ fn resolve_uses(files: &Files, node: &Node, templates: &Node, ex: &mut Expansion
     }
 }
 
-/// A training sweep on the user's images: resolve the folder against the suite file's and hash
-/// its images (once per folder, whatever the number of profiles naming it).
+/// A training sweep on the user's data: resolve its folder or file against the suite file's and
+/// hash it (once per path, whatever the number of profiles naming it).
 fn resolve_folder(
     plan: &mut Plan,
     suite: &Path,
-    seen: &mut BTreeMap<String, crate::data::FolderSpec>,
+    seen: &mut BTreeMap<String, (String, std::path::PathBuf)>,
 ) -> Result<(), String> {
     let Plan::Run(e) = plan else { return Ok(()) };
     let Experiment::TrainSweep(t) = e.as_mut() else { return Ok(()) };
-    let crate::data::DataSpec::Folder(f) = &mut t.data else { return Ok(()) };
-    if let Some(done) = seen.get(&f.path) {
-        (f.fingerprint, f.resolved) = (done.fingerprint.clone(), done.resolved.clone());
-        return Ok(());
-    }
-    f.resolve(suite.parent().unwrap_or(Path::new(".")))?;
-    seen.insert(f.path.clone(), f.clone());
-    Ok(())
+    t.data.resolve(suite.parent().unwrap_or(Path::new(".")), seen)
 }
 
 /// The experiment node of one profile: base fields with that profile's overrides merged in.

@@ -434,8 +434,8 @@ fn steps(v: &[usize], p: &mut Problems) {
 /// A data spec of an experiment that needs a closed-form distribution.
 fn exact_data(d: &crate::data::DataSpec, p: &mut Problems) {
     if !d.is_exact() {
-        let why = "a folder of images has no closed-form distribution (exact denoiser, exact samplers): only train_sweep trains on one";
-        p.push((vec![k("data"), k("folder")], why.into()));
+        let why = "the user's data (a folder or an array file) has no closed-form distribution (exact denoiser, exact samplers): only train_sweep trains on it";
+        p.push((vec![k("data")], why.into()));
     }
     data(d, p);
 }
@@ -562,7 +562,7 @@ pub fn columns(e: &Experiment) -> Columns {
             }
             if !t.data.is_exact() {
                 c.measured.insert("heldout_loss".into());
-                let why = "unavailable on the user's images: it needs the exact denoiser of a known distribution";
+                let why = "unavailable on the user's data: it needs the exact denoiser of a known distribution";
                 let exact = ["excess_error", "align"].into_iter().chain(crate::train::LEVEL_BANDS.map(|(n, _)| n));
                 c.unavailable = exact.map(|n| (n.to_string(), why.to_string())).collect();
             }
