@@ -349,15 +349,7 @@ mod tests {
     /// than 95% at 3 seeds, and this measurement says so.
     #[test]
     fn the_percentile_bootstrap_misses_the_band() {
-        let e = IntervalCoverageExp {
-            checks: vec!["ratio".into()],
-            shapes: vec![CoverageShape::Normal],
-            replicates: vec![3],
-            trials: 400,
-            cv: 0.1,
-            skew_sigma: 0.2,
-            record_cvs: vec![],
-        };
+        let e = one("ratio", 400);
         SEEDED.with(|s| s.set(false));
         let boot = coverage(&e, "ratio", CoverageShape::Normal, 3, 1).unwrap().coverage.unwrap();
         SEEDED.with(|s| s.set(true));
@@ -366,17 +358,22 @@ mod tests {
         assert!((0.92..=0.98).contains(&jack), "jackknife-t covered {jack}");
     }
 
-    #[test]
-    fn rank_kinds_cover_at_least_nominal_and_keep_power() {
-        let e = IntervalCoverageExp {
-            checks: vec!["correlation".into()],
+    /// One kind under normal noise of 10% at 3 seeds, `trials` times.
+    fn one(kind: &str, trials: u32) -> IntervalCoverageExp {
+        IntervalCoverageExp {
+            checks: vec![kind.into()],
             shapes: vec![CoverageShape::Normal],
             replicates: vec![3],
-            trials: 400,
+            trials,
             cv: 0.1,
             skew_sigma: 0.2,
             record_cvs: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn rank_kinds_cover_at_least_nominal_and_keep_power() {
+        let e = one("correlation", 400);
         let m = coverage(&e, "correlation", CoverageShape::Normal, 3, 1).unwrap();
         let c = m.coverage.unwrap();
         assert!(c >= 0.95 && m.power > 0.5, "coverage {c}, power {}", m.power);
@@ -384,15 +381,7 @@ mod tests {
 
     #[test]
     fn a_kind_that_refuses_few_seeds_measures_no_coverage() {
-        let e = IntervalCoverageExp {
-            checks: vec!["crossover".into()],
-            shapes: vec![CoverageShape::Normal],
-            replicates: vec![3],
-            trials: 100,
-            cv: 0.1,
-            skew_sigma: 0.2,
-            record_cvs: vec![],
-        };
+        let e = one("crossover", 100);
         let m = coverage(&e, "crossover", CoverageShape::Normal, 3, 1).unwrap();
         assert_eq!((m.coverage, m.power), (None, 0.0));
         assert!(coverage(&e, "crossover", CoverageShape::Normal, 4, 1).unwrap().coverage.is_some());

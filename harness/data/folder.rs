@@ -57,16 +57,21 @@ fn classes(dir: &Path) -> Result<Vec<Vec<PathBuf>>, String> {
     Ok(per)
 }
 
+/// What a folder or a file of the user's data can get wrong before it is read.
+fn source_problems(path: &str, holdout: usize, what: &str, item: &str) -> Vec<(String, String)> {
+    let mut p = vec![];
+    if path.trim().is_empty() {
+        p.push(("path".into(), format!("the {what}'s path is empty")));
+    }
+    if holdout == 0 {
+        p.push(("holdout".into(), format!("hold out at least one {item} per class (the reference for FD)")));
+    }
+    p
+}
+
 impl FolderSpec {
     pub fn validate(&self) -> Vec<(String, String)> {
-        let mut p = vec![];
-        if self.path.trim().is_empty() {
-            p.push(("path".into(), "the folder's path is empty".into()));
-        }
-        if self.holdout == 0 {
-            p.push(("holdout".into(), "hold out at least one image per class (the reference for FD)".into()));
-        }
-        p
+        source_problems(&self.path, self.holdout, "folder", "image")
     }
 
     /// Resolve `path` against `base` (the suite's folder), check the images' count, size and
@@ -160,14 +165,7 @@ pub struct ArraySpec {
 
 impl ArraySpec {
     pub fn validate(&self) -> Vec<(String, String)> {
-        let mut p = vec![];
-        if self.path.trim().is_empty() {
-            p.push(("path".into(), "the file's path is empty".into()));
-        }
-        if self.holdout == 0 {
-            p.push(("holdout".into(), "hold out at least one sample per class (the reference for FD)".into()));
-        }
-        p
+        source_problems(&self.path, self.holdout, "file", "sample")
     }
 
     /// Resolve `path` against `base`, refuse a file too large to hold, and hash it.
