@@ -346,3 +346,17 @@ fn the_gflops_claim_goes_both_ways_on_its_own_noise() {
     // PASS: at this design it can decide for Gflops but not against them.
     controls_one_way("dit2023/reduced-fd-vs-gflops", &[2]);
 }
+
+#[test]
+fn downstream_task_claims_go_both_ways_on_their_own_noise() {
+    controls("mei2024/reduced-sr-bigger-better");
+    controls("mei2024/reduced-sr-sampling-efficiency");
+    controls("mei2024/reduced-dreambooth-bigger-better");
+}
+
+#[test]
+fn data_claims_go_both_ways_on_their_own_noise() {
+    controls("li2024/sample-vs-compute-efficiency");
+    controls("li2024/reduced-data-quality-vs-size");
+    controls("li2024/reduced-caption-density");
+}

@@ -54,7 +54,7 @@ pub fn cases() -> Vec<(&'static str, ModelConfig, usize, Gmm)> {
         out_channels: 3,
         norm_groups: 8,
     };
-    let mlp = MlpConfig { data_dim: 8, width: 128, depth: 2, time_features: 64, classes: None };
+    let mlp = MlpConfig { data_dim: 8, width: 128, depth: 2, time_features: 64, classes: None, cond_dim: None };
     let gmm = GmmSpec { dim: 8, components: 8, classes: 8, radius: 1.0, std: 0.15, seed: 11 }.build();
     vec![
         ("dit", ModelConfig::Dit(dit), 64, images(16)),

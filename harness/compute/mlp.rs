@@ -3,6 +3,7 @@
 //! x_t → Linear(d, w); conditioning c = MLP(sinusoidal(t)) (+ a label embedding with a null
 //! class for guidance); `depth` residual blocks h ← h + W₂·SiLU(W₁·SiLU(h + c)); output
 //! Linear(w, d) of SiLU(h). Width scales parameters quadratically, as width does for Mei's UNets.
+//! A conditioning vector y (optional) adds Linear(c, w)·y to the input layer's output.
 
 use super::{require, Category, Tally};
 use schemars::JsonSchema;
@@ -22,6 +23,11 @@ pub struct MlpConfig {
     /// Classes of the label embedding (one extra null class for guidance); none when absent.
     #[serde(default)]
     pub classes: Option<u64>,
+    /// Width of a conditioning vector (a super-resolution model's low-resolution input),
+    /// appended to each input row and added after the input layer through its own linear layer,
+    /// which starts at zero so that a fine-tuned model starts as its pretrained one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cond_dim: Option<u64>,
 }
 
 fn default_freq() -> u64 {
@@ -44,6 +50,12 @@ impl MlpConfig {
         );
         require(
             &mut e,
+            self.cond_dim.is_none_or(|c| (1..=1_000_000).contains(&c)),
+            "cond_dim",
+            "must be between 1 and 1,000,000",
+        );
+        require(
+            &mut e,
             (2..=65_536).contains(&self.time_features) && self.time_features.is_multiple_of(2),
             "time_features",
             "must be even, between 2 and 65,536",
@@ -62,6 +74,9 @@ impl MlpConfig {
             c.params((k + 1) * w);
         }
         c.linear(TokenLinear, 1.0, d, w, true);
+        if let Some(k) = self.cond_dim {
+            c.linear(TokenLinear, 1.0, k, w, true);
+        }
         c.part("blocks");
         for _ in 0..self.depth {
             c.linear(TokenLinear, 1.0, w, w, true);

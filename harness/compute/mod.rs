@@ -219,6 +219,24 @@ impl ModelConfig {
         }
     }
 
+    /// Classes of a trainable family's label embedding (the null class not counted).
+    pub fn num_classes(&self) -> Option<u64> {
+        match self {
+            ModelConfig::Mlp(c) => c.classes,
+            ModelConfig::Dit(c) => Some(c.num_classes),
+            ModelConfig::Unet(c) => c.num_classes,
+            _ => None,
+        }
+    }
+
+    /// Width of the conditioning vector appended to each input row (0: none).
+    pub fn cond_dim(&self) -> usize {
+        match self {
+            ModelConfig::Mlp(c) => c.cond_dim.unwrap_or(0) as usize,
+            _ => 0,
+        }
+    }
+
     /// Width of one flattened sample (vector or channel-last image) a trainable model sees.
     pub fn data_dim(&self) -> usize {
         match self {

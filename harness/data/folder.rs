@@ -229,7 +229,7 @@ impl Images {
             Images { dim, classes, train: vec![], by_class: vec![vec![]; classes], heldout: vec![vec![]; classes] };
         for c in 0..classes {
             let rows: Vec<usize> = (0..labels.len()).filter(|i| labels[*i] == c).collect();
-            if rows.len() <= holdout {
+            if holdout > 0 && rows.len() <= holdout {
                 return Err(format!("class {c} has {} samples, not more than the {holdout} held out", rows.len()));
             }
             let split = rows.len() - holdout;

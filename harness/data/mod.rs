@@ -1,12 +1,16 @@
 //! Data whose distribution is known exactly, and the shared noise bank.
 
+pub mod finite;
 pub mod folder;
 pub mod gmm;
+pub mod tasks;
 pub mod templates;
 pub mod user;
 
+pub use finite::{Captioned, Captions, TrainSet};
 pub use folder::{ArraySpec, FolderSpec, Images};
 pub use gmm::{Gmm, GmmSpec};
+pub use tasks::{Observed, Task};
 pub use templates::TemplateSpec;
 
 use crate::seed::{substream, Rng};
@@ -112,6 +116,11 @@ impl DataSpec {
 pub trait Draw: Sync {
     fn dim(&self) -> usize;
     fn classes(&self) -> usize;
+    /// The last `cond_dim` of a sample's `dim` values condition the model (a super-resolution
+    /// model's low-resolution input): given, never noised or predicted.
+    fn cond_dim(&self) -> usize {
+        0
+    }
     /// Samples `first .. first + n` of the stream `seed` (of the given classes), with classes.
     fn draw(&self, seed: u64, first: usize, n: usize, class: Option<&[usize]>) -> (Vec<f64>, Vec<usize>);
 }

@@ -60,6 +60,29 @@ pub trait Model {
     fn output(&self, x: &[f64], at: Time, class: Option<&[usize]>) -> Vec<f64>;
 }
 
+/// A conditioned model as the samplers see it: row i of x_t is given row i of `cond` (a
+/// super-resolution model's low-resolution input) after its own values.
+pub struct Conditioned<'a> {
+    pub model: &'a dyn Model,
+    pub cond: &'a [f64],
+    pub width: usize,
+}
+
+impl Model for Conditioned<'_> {
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    fn prediction(&self) -> PredictionType {
+        self.model.prediction()
+    }
+    fn output(&self, x: &[f64], at: Time, class: Option<&[usize]>) -> Vec<f64> {
+        let d = self.dim();
+        let rows = x.chunks(d).zip(self.cond.chunks(self.width));
+        let joined: Vec<f64> = rows.flat_map(|(a, b)| a.iter().chain(b).copied().collect::<Vec<_>>()).collect();
+        self.model.output(&joined, at, class)
+    }
+}
+
 /// A model as a sampler sees it: guidance applied, x̂0 optionally clipped, evaluations counted.
 pub struct Evaluator<'a> {
     pub model: &'a dyn Model,

@@ -16,6 +16,7 @@ pub struct Mlp {
     t2: (Var, Var),
     label: Option<Var>,
     input: (Var, Var),
+    cond: Option<(Var, Var)>,
     blocks: Vec<[(Var, Var); 2]>,
     out: (Var, Var),
 }
@@ -47,6 +48,10 @@ impl Mlp {
         let t1 = lin(&mut p, "t1", f, w, Init::Normal(0.02))?;
         let t2 = lin(&mut p, "t2", w, w, Init::Normal(0.02))?;
         let input = lin(&mut p, "in", d, w, Init::Xavier)?;
+        let cond = match cfg.cond_dim {
+            Some(c) => Some(lin(&mut p, "cond", c as usize, w, Init::Zeros)?),
+            None => None,
+        };
         let mut blocks = vec![];
         for i in 0..cfg.depth {
             blocks.push([
@@ -68,6 +73,7 @@ impl Mlp {
             t2,
             label,
             input,
+            cond,
             blocks,
             out,
         })
@@ -85,6 +91,12 @@ impl Network for Mlp {
         let (dev, dt) = (self.params.device(), self.params.compute());
         let tf = timestep_features(t, self.cfg.time_features as usize, dev)?.to_dtype(dt)?;
         let x = &x.to_dtype(dt)?;
+        // A conditioned model's rows are [x_t | y].
+        let d = self.cfg.data_dim as usize;
+        let (x, y) = match &self.cond {
+            Some(_) => (&x.narrow(1, 0, d)?, Some(x.narrow(1, d, x.dim(1)? - d)?)),
+            None => (x, None),
+        };
         let mut c =
             linear(&linear(&tf, &self.t1.0, &self.t1.1, &self.macs)?.silu()?, &self.t2.0, &self.t2.1, &self.macs)?;
         if let (Some(table), Some(k)) = (&self.label, self.cfg.classes) {
@@ -97,6 +109,9 @@ impl Network for Mlp {
             c = (&c + param(table, &c)?.index_select(&ids, 0)?)?;
         }
         let mut h = linear(x, &self.input.0, &self.input.1, &self.macs)?;
+        if let (Some((w, b)), Some(y)) = (&self.cond, &y) {
+            h = (h + linear(y, w, b, &self.macs)?)?;
+        }
         for [(w1, b1), (w2, b2)] in &self.blocks {
             let inner = linear(&(&h + &c)?.silu()?, w1, b1, &self.macs)?.silu()?;
             h = (h + linear(&inner, w2, b2, &self.macs)?)?;

@@ -218,7 +218,8 @@ impl Model for Box<dyn Network> {
         Network::prediction(self.as_ref())
     }
     fn output(&self, x: &[f64], at: Time, class: Option<&[usize]>) -> Vec<f64> {
-        let d = Model::dim(self);
+        // A conditioned model reads rows [x_t | y] (see `Conditioned`).
+        let d = Model::dim(self) + self.config().cond_dim();
         let run = || -> Result<Vec<f64>> {
             let xt = rows_tensor(x, d, self.params().device())?;
             let t = vec![at.t.max(0.0); x.len() / d];

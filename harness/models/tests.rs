@@ -9,7 +9,19 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
 fn mlp(classes: Option<u64>) -> ModelConfig {
-    ModelConfig::Mlp(MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes })
+    ModelConfig::Mlp(MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes, cond_dim: None })
+}
+
+/// A super-resolution MLP: rows [x_t | y] with a 2-value condition.
+fn conditioned_mlp() -> ModelConfig {
+    ModelConfig::Mlp(MlpConfig {
+        data_dim: 4,
+        width: 16,
+        depth: 2,
+        time_features: 8,
+        classes: Some(3),
+        cond_dim: Some(2),
+    })
 }
 
 fn dit(block: DitBlock, learn_sigma: bool) -> ModelConfig {
@@ -71,7 +83,7 @@ fn unet(channels: u64, attention: bool) -> ModelConfig {
 }
 
 fn all_configs() -> Vec<ModelConfig> {
-    let mut v = vec![mlp(None), mlp(Some(3))];
+    let mut v = vec![mlp(None), mlp(Some(3)), conditioned_mlp()];
     for b in [DitBlock::AdalnZero, DitBlock::Adaln, DitBlock::CrossAttention, DitBlock::InContext] {
         v.push(dit(b, false));
     }
@@ -92,7 +104,7 @@ fn parameters_and_macs_equal_the_analytic_count() {
         let analytic = cfg.count().total();
         assert_eq!(net.params().count() as u64, analytic.params, "{cfg:?}");
         let rows = 5;
-        let x = Tensor::zeros((rows, cfg.data_dim()), DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((rows, cfg.data_dim() + cfg.cond_dim()), DType::F32, &Device::Cpu).unwrap();
         let out = net.forward(&x, &[1.0; 5], labels(net.as_ref(), rows).as_deref()).unwrap();
         assert_eq!(out.dims(), &[rows, cfg.data_dim()]);
         let per_sample = net.macs().take() / rows as f64;
@@ -110,8 +122,8 @@ fn check_gradients(cfg: &ModelConfig) {
     for (_, v) in &net.params().vars {
         v.set(&Tensor::from_vec(noise(v.elem_count(), 0.3), v.shape(), &dev).unwrap()).unwrap();
     }
-    let (rows, d) = (3, cfg.data_dim());
-    let x = Tensor::from_vec(noise(rows * d, 1.0), (rows, d), &dev).unwrap();
+    let (rows, d, c) = (3, cfg.data_dim(), cfg.cond_dim());
+    let x = Tensor::from_vec(noise(rows * (d + c), 1.0), (rows, d + c), &dev).unwrap();
     let y = Tensor::from_vec(noise(rows * d, 1.0), (rows, d), &dev).unwrap();
     let lab = labels(net.as_ref(), rows);
     let loss = |net: &dyn Network| {
@@ -145,6 +157,31 @@ fn check_gradients(cfg: &ModelConfig) {
 #[test]
 fn mlp_gradients_match_finite_differences() {
     check_gradients(&mlp(Some(2)));
+    check_gradients(&conditioned_mlp());
+}
+
+#[test]
+fn a_conditioned_mlp_starts_as_its_pretrained_self() {
+    // Fine-tuning for super-resolution adds the condition's input layer at zero: with every
+    // other weight copied, the new model ignores y until it trains.
+    let dev = Device::Cpu;
+    let base = build(&mlp(Some(3)), PredictionType::Epsilon, &dev, DType::F32, 3).unwrap();
+    let tuned = build(&conditioned_mlp(), PredictionType::Epsilon, &dev, DType::F32, 4).unwrap();
+    let mut r = Rng::new(2);
+    for (name, v) in &tuned.params().vars {
+        if let Some((_, b)) = base.params().vars.iter().find(|(n, _)| n == name) {
+            v.set(b.as_tensor()).unwrap();
+        } else {
+            assert!(name.starts_with("cond."), "only the condition's layer is new: {name}");
+        }
+    }
+    let x: Vec<f32> = (0..3 * 4).map(|_| r.normal() as f32).collect();
+    let y: Vec<f32> = (0..3 * 2).map(|_| r.normal() as f32).collect();
+    let joined: Vec<f32> = x.chunks(4).zip(y.chunks(2)).flat_map(|(a, b)| [a, b].concat()).collect();
+    let t = [5.0, 300.0, 900.0];
+    let a = base.forward(&Tensor::from_vec(x, (3, 4), &dev).unwrap(), &t, Some(&[0, 1, 2])).unwrap();
+    let b = tuned.forward(&Tensor::from_vec(joined, (3, 6), &dev).unwrap(), &t, Some(&[0, 1, 2])).unwrap();
+    assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
 }
 
 #[test]
@@ -184,7 +221,7 @@ fn masked_training_counts_the_kept_patches_and_scores_only_their_pixels() {
         let net = build(&cfg, PredictionType::Epsilon, &Device::Cpu, DType::F32, 1).unwrap();
         assert_eq!(net.params().count() as u64, cfg.count().total().params, "{cfg:?}");
         let rows = 3;
-        let x = Tensor::zeros((rows, cfg.data_dim()), DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((rows, cfg.data_dim() + cfg.cond_dim()), DType::F32, &Device::Cpu).unwrap();
         let (pred, seen) = net.forward_train(&x, &[1.0; 3], labels(net.as_ref(), rows).as_deref(), 9).unwrap();
         // The analytic count is of the masked training pass.
         let per_sample = net.macs().take() / rows as f64;
@@ -344,7 +381,7 @@ fn mixed_precision_tracks_f32_and_keeps_f32_gradients() {
             a.set(&t).unwrap();
             b.set(&t).unwrap();
         }
-        let (rows, d) = (4, cfg.data_dim());
+        let (rows, d) = (4, cfg.data_dim() + cfg.cond_dim());
         // Inputs exactly representable in bf16, so both runs see the same data.
         let x =
             Tensor::from_vec((0..rows * d).map(|_| r.normal() as f32).collect::<Vec<_>>(), (rows, d), &dev).unwrap();

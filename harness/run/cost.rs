@@ -123,11 +123,8 @@ pub fn case_work(e: &Experiment, row: &str, replicate: u32, pooled: &mut HashSet
     match e {
         Experiment::TrainSweep(t) => {
             let Some((m, budget)) = t.row_model(row) else { return w };
-            let mut spec = t.training.clone();
-            if budget.is_some() {
-                spec.flop_budget = budget;
-            }
-            let f = m.unmasked_fraction.unwrap_or(spec.unmasked_fraction);
+            let spec = m.training(&t.training, budget);
+            let f = spec.unmasked_fraction;
             let unmasked = macs(&m.model.unmasked());
             let fwd = (1.0 - f) * macs(&m.model) + f * unmasked;
             let steps = spec.steps_for(fwd) as f64;
@@ -146,8 +143,7 @@ pub fn case_work(e: &Experiment, row: &str, replicate: u32, pooled: &mut HashSet
         Experiment::SamplerSweep(s) if s.denoiser == Denoiser::Trained => {
             let (Some(m), Some(spec)) = (s.models.iter().find(|m| m.label == row), &s.training) else { return w };
             let fwd = macs(&m.model);
-            let key =
-                serde_json::json!({"data": s.data, "model": m.model, "training": spec, "r": replicate}).to_string();
+            let key = pool_key(s, m, spec, replicate);
             if pooled.insert(key) {
                 let steps = spec.steps_for(fwd) as f64;
                 w.train_steps = steps;
@@ -169,6 +165,15 @@ pub fn case_work(e: &Experiment, row: &str, replicate: u32, pooled: &mut HashSet
                 w.calls += d.steps as f64;
                 w.call_flops += 2.0 * fwd * (s.samples * d.steps) as f64;
             }
+            if let Some(ft) = &s.finetune {
+                let key =
+                    serde_json::json!({"pretrained": pool_key(s, m, spec, replicate), "finetune": ft}).to_string();
+                if pooled.insert(key) {
+                    let steps = ft.training.steps_for(fwd) as f64;
+                    w.train_steps += steps;
+                    w.train_flops += 6.0 * fwd * ft.training.batch as f64 * steps;
+                }
+            }
             if let Some(c) = &s.consistency {
                 w.train_steps += c.updates as f64;
                 w.train_flops += c.flops(fwd);
@@ -182,6 +187,16 @@ pub fn case_work(e: &Experiment, row: &str, replicate: u32, pooled: &mut HashSet
         _ => {}
     }
     w
+}
+
+/// A pooled model's identity for counting it once.
+fn pool_key(
+    s: &crate::suite::SamplerSweepExp,
+    m: &crate::suite::SizedModel,
+    spec: &crate::train::TrainSpec,
+    replicate: u32,
+) -> String {
+    serde_json::json!({"data": s.data, "model": m.model, "training": spec, "r": replicate}).to_string()
 }
 
 /// Bytes a trained model holds at least, per parameter: weights, gradient, two AdamW moments,

@@ -2,8 +2,8 @@
 
 use super::case::CaseCtx;
 use crate::data::gmm::Oracle;
-use crate::data::{Gmm, NoiseBank};
-use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Model, Spacing, Time};
+use crate::data::{Draw, Gmm, NoiseBank, Observed};
+use crate::diffusion::{sample, Conditioned, Evaluator, FinalPoint, Grid, Model, Spacing, Time};
 use crate::metrics::{self, fd_infinity, frechet_from_samples};
 use crate::suite::{
     ClipX0, Degradation, Denoiser, MetricNullExp, SampleMetric, SamplerConvergenceExp, SamplerSweepExp,
@@ -66,7 +66,58 @@ pub fn score_cells(
     let classes: Vec<usize> = (0..e.samples.max(e.reference_samples)).map(|i| i % gmm.classes).collect();
     let ref_classes = prompted.then(|| &classes[..e.reference_samples]);
     let (reference, _) = gmm.sample(ctx.seed_for("reference"), 0, e.reference_samples, ref_classes);
-    let (reference, d) = e.features.apply(&reference, gmm.dim);
+    let scored = Scored { reference: e.features.apply(&reference, gmm.dim), join: &|x| x.to_vec(), width: gmm.dim };
+    let prompts = prompted.then(|| &classes[..e.samples]);
+    sample_and_score(e, model, gmm.dim, cells, prompts, &scored, prompted.then_some(gmm), ctx)
+}
+
+/// `score_cells` for a super-resolution model: sample i is generated given the low-resolution
+/// copy y_i of a true sample, and the pairs [x̂_i | y_i] are scored against as many true pairs
+/// [x | y] from another draw, so the metric sees how well x̂ fits its y as well as the data.
+pub fn score_conditioned(
+    e: &SamplerSweepExp,
+    model: &dyn Model,
+    obs: &Observed,
+    cells: &[Cell],
+    prompted: bool,
+    ctx: &CaseCtx,
+) -> Result<Values, String> {
+    let (gmm, d, c) = (obs.gmm, obs.gmm.dim, obs.cond_dim());
+    let classes: Vec<usize> = (0..e.samples.max(e.reference_samples)).map(|i| i % gmm.classes).collect();
+    let prompts = |n: usize| prompted.then(|| &classes[..n]);
+    let (reference, _) = obs.draw(ctx.seed_for("reference"), 0, e.reference_samples, prompts(e.reference_samples));
+    let (given, _) = obs.draw(ctx.seed_for("conditions"), 0, e.samples, prompts(e.samples));
+    let y: Vec<f64> = given.chunks(d + c).flat_map(|r| r[d..].to_vec()).collect();
+    let pair = |x: &[f64]| -> Vec<f64> {
+        x.chunks(d).zip(y.chunks(c)).flat_map(|(a, b)| a.iter().chain(b).copied().collect::<Vec<_>>()).collect()
+    };
+    let scored = Scored { reference: e.features.apply(&reference, d + c), join: &pair, width: d + c };
+    let conditioned = Conditioned { model, cond: &y, width: c };
+    sample_and_score(e, &conditioned, d, cells, prompts(e.samples), &scored, None, ctx)
+}
+
+/// What samples are scored against: the reference in feature space (and its width), and how a
+/// batch of samples becomes rows like the reference's (`width` values each).
+struct Scored<'a> {
+    reference: (Vec<f64>, usize),
+    join: &'a dyn Fn(&[f64]) -> Vec<f64>,
+    width: usize,
+}
+
+/// Each sampler at each cell from the sweep's noise bank, scored; with `align`, also the
+/// samples' exact alignment accuracy to their prompts.
+#[allow(clippy::too_many_arguments)]
+fn sample_and_score(
+    e: &SamplerSweepExp,
+    model: &dyn Model,
+    dim: usize,
+    cells: &[Cell],
+    prompts: Option<&[usize]>,
+    scored: &Scored,
+    align: Option<&Gmm>,
+    ctx: &CaseCtx,
+) -> Result<Values, String> {
+    let (reference, fd_dim) = (&scored.reference.0, scored.reference.1);
     let mut out = Values::new();
     for (steps, w, label) in cells {
         let key = |col: &str| if label.is_empty() { col.to_string() } else { format!("{label}|{col}") };
@@ -77,20 +128,20 @@ pub fn score_cells(
                 ClipX0::Off => None,
                 ClipX0::Symmetric(c) => Some(c),
             };
-            if prompted {
-                ev.class = Some(&classes[..e.samples]);
+            if prompts.is_some() {
+                ev.class = prompts;
                 ev.guidance = *w;
             }
-            let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, e.samples, gmm.dim);
+            let mut bank = NoiseBank::new(ctx.seed_for("noise-bank"), 0, e.samples, dim);
             let x = sample(*sampler, &mut ev, &grid, &mut bank);
             if x.iter().any(|v| !v.is_finite()) {
                 return Err(format!("sampler `{name}` produced non-finite samples at {steps} steps, w = {w}"));
             }
-            let (feats, _) = e.features.apply(&x, gmm.dim);
-            out.insert(key(name), score(e.metric, &feats, &reference, d, ctx.seed_for("projections")));
+            let (feats, _) = e.features.apply(&(scored.join)(&x), scored.width);
+            out.insert(key(name), score(e.metric, &feats, reference, fd_dim, ctx.seed_for("projections")));
             out.insert(key(&format!("nfe_{name}")), ev.nfe as f64);
-            if prompted {
-                out.insert(key(&format!("align_{name}")), metrics::alignment_accuracy(gmm, &x, &classes[..e.samples]));
+            if let (Some(g), Some(p)) = (align, prompts) {
+                out.insert(key(&format!("align_{name}")), metrics::alignment_accuracy(g, &x, p));
             }
         }
         out.insert(key("steps"), *steps as f64);

@@ -2,12 +2,13 @@
 
 use super::case::CaseCtx;
 use super::sampling;
-use crate::data::{Data, NoiseBank};
+use crate::compute::{MlpConfig, ModelConfig};
+use crate::data::{Captioned, Data, Draw, NoiseBank, Observed, Task};
 use crate::diffusion::{sample, Evaluator, FinalPoint, Grid, Sampler, Spacing};
 use crate::metrics::frechet_from_samples;
 use crate::models::{build, with_values, Network};
 use crate::seed::{derive_seed, substream};
-use crate::suite::{SampleFd, SamplerSweepExp, SizedModel, TrainSweepExp};
+use crate::suite::{FineTune, SampleFd, SamplerSweepExp, SizedModel, TrainSweepExp};
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -20,13 +21,18 @@ type Values = BTreeMap<String, f64>;
 pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values, String> {
     let (sized, budget) = e.row_model(row).ok_or("row vanished")?;
     let data = e.data.load()?;
-    let mut spec = e.training.clone();
-    if budget.is_some() {
-        spec.flop_budget = budget;
-    }
-    if let Some(f) = sized.unmasked_fraction {
-        spec.unmasked_fraction = f;
-    }
+    let spec = sized.training(&e.training, budget);
+    // A finite or captioned training set, drawn afresh per replicate and shared by its rows.
+    let finite = match (&sized.train_set, data.exact()) {
+        (Some(s), Some(g)) => Some(s.build(g, ctx.seed_for("train-set"))?),
+        _ => None,
+    };
+    let captioned = sized.captions.as_ref().zip(data.exact()).map(|(c, g)| Captioned { gmm: g, dense: c.dense });
+    let draws: &dyn Draw = match (&finite, &captioned) {
+        (Some(f), _) => f,
+        (_, Some(c)) => c,
+        _ => data.draws(),
+    };
     // Common random numbers: the init derives from what the model is (so it is shared across
     // budgets, and two rows of one config are the same run), and every row of a replicate sees
     // the same batches. Rows then differ only in what the claim varies.
@@ -37,7 +43,7 @@ pub fn train_case(e: &TrainSweepExp, row: &str, ctx: &CaseCtx) -> Result<Values,
         std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
     }
     let (report, ema) =
-        crate::train::train(model.as_ref(), data.draws(), &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
+        crate::train::train(model.as_ref(), draws, &spec, ctx.seed_for("train"), ctx.checkpoint.as_deref())?;
     let trained = with_values(model.as_ref(), &ema)?;
     ctx.record_curve(&sized.label, &report.curve);
     let bank = ctx.shared_bank();
@@ -124,10 +130,18 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
     let sized = e.models.iter().find(|m| m.label == row).ok_or("row vanished")?;
     let spec = e.training.as_ref().ok_or("a trained sweep needs `training`")?;
     let data = e.data.build();
-    let pooled = pooled(&e.data, sized, spec, ctx)?;
-    let model = build(&sized.model, spec.prediction, &ctx.backend.device, ctx.backend.precision.dtypes(), 0)?;
-    let (report, err) = (&pooled.report, pooled.excess_error);
+    let pretrained = pooled(&e.data, sized, spec, ctx)?;
+    // A downstream task scores the fine-tuned model; its pretraining still counts as training.
+    let (pooled, config) = match &e.finetune {
+        Some(ft) => (finetuned(&e.data, sized, spec, ft, &pretrained, ctx)?, ft_config(&sized.model, ft, data.dim)),
+        None => (pretrained.clone(), sized.model.clone()),
+    };
+    let model = build(&config, spec.prediction, &ctx.backend.device, ctx.backend.precision.dtypes(), 0)?;
+    let (report, err) = (&pretrained.report, pretrained.excess_error);
     ctx.record_curve(&sized.label, &report.curve);
+    if e.finetune.is_some() {
+        ctx.record_curve(&format!("{} (fine-tuning)", sized.label), &pooled.report.curve);
+    }
     let ema: Vec<Tensor> = model
         .params()
         .vars
@@ -146,7 +160,20 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
     let cells = e.sub_rows();
     // Pooled models are shared by claims; so is the bank they are scored on.
     let bank = ctx.shared_bank();
-    let mut out = sampling::score_cells(e, &trained, &data, &cells, prompted, &bank)?;
+    let mut out = match e.finetune.as_ref().map(|f| &f.task) {
+        Some(Task::SuperResolution { factor, noise }) => {
+            let obs = Observed { gmm: &data, factor: *factor, noise: *noise };
+            sampling::score_conditioned(e, &trained, &obs, &cells, prompted, &bank)?
+        }
+        Some(task @ Task::NewConcept { .. }) => {
+            let concept = task.concept(&data).ok_or("a new concept")?;
+            let mut v = sampling::score_cells(e, &trained, &concept, &cells, true, &bank)?;
+            // A one-class concept aligns trivially: no column for it.
+            v.retain(|k, _| !k.contains("align_"));
+            v
+        }
+        None => sampling::score_cells(e, &trained, &data, &cells, prompted, &bank)?,
+    };
     let first = e.samplers.keys().next().ok_or("no samplers")?;
     for (steps, _, label) in &cells {
         let nfe = out[&format!("{label}|nfe_{first}")];
@@ -160,6 +187,9 @@ pub fn sampler_sweep_case(e: &SamplerSweepExp, row: &str, ctx: &CaseCtx) -> Resu
         ];
         for (k, v) in per_row {
             out.insert(format!("{label}|{k}"), v);
+        }
+        if e.finetune.is_some() {
+            out.insert(format!("{label}|finetune_flops"), pooled.report.train_flops);
         }
     }
     let students = [
@@ -206,18 +236,27 @@ struct Pooled {
 
 type Pool = Mutex<HashMap<String, Arc<OnceLock<Result<Arc<Pooled>, String>>>>>;
 
+/// The pooled model `what` at `replicate`, trained by `init` the first time it is asked for.
+fn pool_get(
+    what: &str,
+    replicate: u32,
+    init: impl FnOnce() -> Result<Arc<Pooled>, String>,
+) -> Result<Arc<Pooled>, String> {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    let id = format!("{}/{}", blake3::hash(what.as_bytes()).to_hex(), replicate);
+    let cell =
+        POOL.get_or_init(Default::default).lock().map_err(|_| "model pool poisoned")?.entry(id).or_default().clone();
+    cell.get_or_init(init).clone()
+}
+
 fn pooled(
     data: &crate::data::DataSpec,
     sized: &SizedModel,
     spec: &crate::train::TrainSpec,
     ctx: &CaseCtx,
 ) -> Result<Arc<Pooled>, String> {
-    static POOL: OnceLock<Pool> = OnceLock::new();
     let what = serde_json::json!({"data": data, "model": sized.model, "training": spec}).to_string();
-    let id = format!("{}/{}", blake3::hash(what.as_bytes()).to_hex(), ctx.replicate);
-    let cell =
-        POOL.get_or_init(Default::default).lock().map_err(|_| "model pool poisoned")?.entry(id).or_default().clone();
-    cell.get_or_init(|| {
+    pool_get(&what, ctx.replicate, || {
         let seed = derive_seed(ctx.suite, "trained-models", &what, ctx.replicate);
         let data = data.build();
         let model = build(
@@ -235,5 +274,54 @@ fn pooled(
         let ema = ema.iter().map(flat).collect::<Result<_, _>>()?;
         Ok(Arc::new(Pooled { ema, report, excess_error }))
     })
-    .clone()
+}
+
+/// The fine-tuned model's architecture: the pretrained one, with an input for the task's condition.
+fn ft_config(model: &ModelConfig, ft: &FineTune, data_dim: usize) -> ModelConfig {
+    match (model, ft.task.cond_dim(data_dim)) {
+        (ModelConfig::Mlp(c), k) if k > 0 => ModelConfig::Mlp(MlpConfig { cond_dim: Some(k as u64), ..c.clone() }),
+        (other, _) => other.clone(),
+    }
+}
+
+/// A pooled pretrained model fine-tuned on the task, pooled in turn: every claim that fine-tunes
+/// the same model the same way at one replicate shares it. Parameters the task adds keep their
+/// (zero) initialisation; every other one starts from the pretrained EMA weights.
+fn finetuned(
+    data: &crate::data::DataSpec,
+    sized: &SizedModel,
+    spec: &crate::train::TrainSpec,
+    ft: &FineTune,
+    pretrained: &Pooled,
+    ctx: &CaseCtx,
+) -> Result<Arc<Pooled>, String> {
+    let what = serde_json::json!({"data": data, "model": sized.model, "training": spec, "finetune": ft}).to_string();
+    pool_get(&what, ctx.replicate, || {
+        let seed = derive_seed(ctx.suite, "fine-tuned-models", &what, ctx.replicate);
+        let gmm = data.build();
+        let (dev, dtypes) = (&ctx.backend.device, ctx.backend.precision.dtypes());
+        let base = build(&sized.model, spec.prediction, dev, dtypes, 0)?;
+        let names: HashMap<&str, &Vec<f32>> =
+            base.params().vars.iter().map(|(n, _)| n.as_str()).zip(&pretrained.ema).collect();
+        let model = build(&ft_config(&sized.model, ft, gmm.dim), spec.prediction, dev, dtypes, substream(seed, 0))?;
+        for (name, var) in &model.params().vars {
+            if let Some(v) = names.get(name.as_str()).filter(|v| v.len() == var.elem_count()) {
+                let t = Tensor::from_vec((*v).clone(), var.shape(), dev).map_err(|e| e.to_string())?;
+                var.set(&t).map_err(|e| e.to_string())?;
+            }
+        }
+        let (report, ema) = match &ft.task {
+            Task::SuperResolution { factor, noise } => {
+                let obs = Observed { gmm: &gmm, factor: *factor, noise: *noise };
+                crate::train::train(model.as_ref(), &obs, &ft.training, substream(seed, 1), None)?
+            }
+            task @ Task::NewConcept { .. } => {
+                let images = task.concept_images(&gmm, substream(seed, 2)).ok_or("a new concept")??;
+                crate::train::train(model.as_ref(), &images, &ft.training, substream(seed, 1), None)?
+            }
+        };
+        let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string());
+        let ema = ema.iter().map(flat).collect::<Result<_, _>>()?;
+        Ok(Arc::new(Pooled { ema, report, excess_error: pretrained.excess_error }))
+    })
 }

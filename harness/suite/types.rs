@@ -615,6 +615,20 @@ pub struct SamplerSweepExp {
     /// column `cd` in the rows at its step count (and w = 1).
     #[serde(default)]
     pub consistency: Option<crate::train::consistency::ConsistencySpec>,
+    /// Fine-tune every trained (pretrained) model on a downstream task before it is sampled
+    /// (Mei et al. §3.2): rows then score the fine-tuned models; `excess_error` stays the
+    /// pretrained model's, and `finetune_flops` joins the columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FineTune>,
+}
+
+/// A downstream task and the training that fine-tunes a pretrained model on it.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FineTune {
+    pub task: crate::data::Task,
+    /// Its prediction type and schedule must be the pretraining's.
+    pub training: crate::train::TrainSpec,
 }
 
 impl SamplerSweepExp {
@@ -749,6 +763,40 @@ pub struct SizedModel {
     /// steps trained without masking, MicroDiT's final stage), for comparing schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmasked_fraction: Option<f64>,
+    /// `train_sweep` only: this row's `training.steps`, so that rows may differ in training
+    /// samples and compute (Li et al.'s sample- against compute-efficiency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// `train_sweep` only: train on a finite set drawn from the data, possibly damaged, instead
+    /// of fresh draws (Li et al.'s data quality and size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_set: Option<crate::data::TrainSet>,
+    /// `train_sweep` only: caption the training samples at this density (Li et al.'s synthetic
+    /// captions); the model needs classes + components labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions: Option<crate::data::Captions>,
+}
+
+impl SizedModel {
+    /// The row's training: the sweep's, with its budget and this row's own settings.
+    pub fn training(&self, base: &crate::train::TrainSpec, budget: Option<f64>) -> crate::train::TrainSpec {
+        let mut spec = base.clone();
+        if budget.is_some() {
+            spec.flop_budget = budget;
+        }
+        if let Some(f) = self.unmasked_fraction {
+            spec.unmasked_fraction = f;
+        }
+        if self.steps.is_some() {
+            spec.steps = self.steps;
+        }
+        spec
+    }
+
+    /// Whether the row trains on something other than fresh draws of the data.
+    pub fn own_data(&self) -> bool {
+        self.train_set.is_some() || self.captions.is_some()
+    }
 }
 
 /// A known defect of a "generated" set, made from the same draws as the true set it is paired

@@ -343,6 +343,7 @@ pub fn experiment(e: &Experiment) -> Problems {
                     let at = vec![k("models"), Step::Index(i), k("unmasked_fraction")];
                     p.push((at, "unmasked_fraction must be in [0, 1)".into()));
                 }
+                row_data(m, i, t, &mut p);
             }
             // With budgets, each case gets its budget as `flop_budget`.
             let mut training = t.training.clone();
@@ -532,8 +533,10 @@ pub fn columns(e: &Experiment) -> Columns {
         Experiment::SamplerSweep(e) => {
             let trained = e.denoiser == crate::suite::Denoiser::Trained;
             let prompted = trained || !e.guidance_sweep.is_empty() || e.guidance != 1.0;
+            // A downstream task's samples are scored against its own reference, without alignment.
+            let aligned = prompted && e.finetune.is_none();
             let names = e.samplers.keys().flat_map(|n| {
-                let align = prompted.then(|| format!("align_{n}"));
+                let align = aligned.then(|| format!("align_{n}"));
                 [n.clone(), format!("nfe_{n}")].into_iter().chain(align)
             });
             c.measured = names.chain(["steps".to_string()]).collect();
@@ -549,6 +552,9 @@ pub fn columns(e: &Experiment) -> Columns {
             }
             if e.consistency.is_some() {
                 c.measured.extend(["cd", "cd_flops", "cd_fraction"].map(String::from));
+            }
+            if e.finetune.is_some() {
+                c.measured.insert("finetune_flops".into());
             }
             c.rows = e.rows();
         }
@@ -654,10 +660,19 @@ fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
         } else if dim.is_some_and(|d| d != m.model.data_dim()) {
             p.push((at, format!("the model's input must match the data's {} values per sample", dim.unwrap_or(0))));
         }
-        if m.unmasked_fraction.is_some() {
-            // Trained models are pooled by (data, model, training) across the suite's claims.
-            let what = "a sampler sweep trains every model alike: set `training.unmasked_fraction` instead";
-            p.push((vec![k("models"), Step::Index(i), k("unmasked_fraction")], what.into()));
+        // Trained models are pooled by (data, model, training) across the suite's claims.
+        let own = [
+            ("unmasked_fraction", m.unmasked_fraction.is_some()),
+            ("steps", m.steps.is_some()),
+            ("train_set", m.train_set.is_some()),
+            ("captions", m.captions.is_some()),
+        ];
+        for (field, set) in own {
+            if set {
+                let what =
+                    format!("a sampler sweep trains every model alike: set `training.{field}` or use a train_sweep");
+                p.push((vec![k("models"), Step::Index(i), k(field)], what));
+            }
         }
     }
     match &w.training {
@@ -685,6 +700,45 @@ fn trained_sweep(w: &crate::suite::SamplerSweepExp, p: &mut Problems) {
         if !w.steps.contains(&steps) || !w.weights().contains(&1.0) {
             let m = "the distilled student is scored in the row at its step count and w = 1: add both to the sweep";
             p.push((vec![k(field), k("steps")], m.into()));
+        }
+    }
+    if let Some(ft) = &w.finetune {
+        finetune(ft, w, p);
+    }
+}
+
+/// A downstream task: the pretraining's prediction and schedule, and models that can take it.
+fn finetune(ft: &crate::suite::FineTune, w: &SamplerSweepExp, p: &mut Problems) {
+    let at = |f: &[&str]| std::iter::once(k("finetune")).chain(f.iter().map(|f| k(f))).collect::<Vec<_>>();
+    for (f, msg) in ft.training.validate() {
+        p.push((at(&["training", &f]), format!("{f}: {msg}")));
+    }
+    for (f, msg) in ft.task.validate(w.data.build_dim()) {
+        p.push((at(&["task"]), format!("{f}: {msg}")));
+    }
+    if let Some(t) = &w.training {
+        if ft.training.prediction != t.prediction || ft.training.schedule != t.schedule {
+            let m = "fine-tuning continues the pretrained model: use the pretraining's prediction and schedule";
+            p.push((at(&["training"]), m.into()));
+        }
+    }
+    if w.distill.is_some() || w.consistency.is_some() {
+        p.push((at(&[]), "a sweep either fine-tunes or distils its models, not both".into()));
+    }
+    for (i, m) in w.models.iter().enumerate() {
+        let here = vec![k("models"), Step::Index(i), k("model")];
+        match (&ft.task, &m.model) {
+            (crate::data::Task::SuperResolution { .. }, ModelConfig::Mlp(c)) if c.cond_dim.is_none() => {}
+            (crate::data::Task::SuperResolution { .. }, _) => {
+                p.push((here, "super-resolution fine-tunes MLP models without a cond_dim of their own".into()));
+            }
+            (crate::data::Task::NewConcept { .. }, m) if m.num_classes().is_none() => {
+                p.push((
+                    here,
+                    "a new concept is bound to class 0's token: the models must be class-conditional".into(),
+                ));
+            }
+            _ => {}
         }
     }
 }
@@ -847,4 +901,35 @@ pub fn claim_refs(c: &ClaimDoc, e: &Experiment) -> Problems {
         }
     }
     p
+}
+
+/// A train_sweep row's own steps and training data.
+fn row_data(m: &crate::suite::SizedModel, i: usize, t: &crate::suite::TrainSweepExp, p: &mut Vec<(Vec<Step>, String)>) {
+    let at = |f: &str| vec![k("models"), Step::Index(i), k(f)];
+    if m.steps.is_some() && !t.budgets.is_empty() {
+        p.push((at("steps"), "a row's `steps` and the sweep's `budgets` both set the steps: give one".into()));
+    }
+    if m.steps == Some(0) {
+        p.push((at("steps"), "steps must be at least 1".into()));
+    }
+    if m.own_data() && !t.data.is_exact() {
+        let what = "a finite or captioned training set is drawn from a known distribution (gmm or templates), not the user's data";
+        p.push((at(if m.train_set.is_some() { "train_set" } else { "captions" }), what.into()));
+    }
+    if m.train_set.is_some() && m.captions.is_some() {
+        p.push((at("captions"), "give a row `train_set` or `captions`, not both".into()));
+    }
+    for (f, msg) in m.train_set.iter().flat_map(|s| s.validate()) {
+        p.push((vec![k("models"), Step::Index(i), k("train_set"), k(&f)], format!("{f}: {msg}")));
+    }
+    for (f, msg) in m.captions.iter().flat_map(|c| c.validate()) {
+        p.push((vec![k("models"), Step::Index(i), k("captions"), k(&f)], format!("{f}: {msg}")));
+    }
+    if let (Some(_), crate::compute::ModelConfig::Mlp(c)) = (&m.captions, &m.model) {
+        let need = t.data.build().classes + t.data.build().components();
+        if c.classes.is_none_or(|k| (k as usize) < need) {
+            let what = format!("captions need a label per class and per component: classes of at least {need}");
+            p.push((vec![k("models"), Step::Index(i), k("model"), k("classes")], what));
+        }
+    }
 }

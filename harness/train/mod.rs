@@ -326,7 +326,9 @@ fn batch(
     let mut rng = Rng::new(substream(base, 1));
     let tmax = spec.schedule.train_steps;
     let t: Vec<f64> = (0..spec.batch).map(|_| rng.below(tmax) as f64).collect();
-    let eps: Vec<f64> = (0..x0.len()).map(|_| rng.normal()).collect();
+    // Noise for the sample's own values only, not for a conditioning vector after them.
+    let noised = x0.len() / data.dim() * (data.dim() - data.cond_dim());
+    let eps: Vec<f64> = (0..noised).map(|_| rng.normal()).collect();
     for l in labels.iter_mut() {
         if rng.uniform() < spec.label_dropout {
             *l = null;
@@ -407,8 +409,13 @@ pub(crate) fn train_until(
 ) -> Result<(Trained, Vec<Tensor>), String> {
     let err = |e: candle_core::Error| format!("training failed: {e}");
     let d = model.config().data_dim();
-    if d != data.dim() {
-        return Err(format!("the model takes {d} values per sample but the data has {}", data.dim()));
+    // A conditioned model's rows are [x_t | y]; y is the data's, never noised or predicted.
+    let c = model.config().cond_dim();
+    if c != data.cond_dim() {
+        return Err(format!("the model takes a condition of {c} values but the data gives {}", data.cond_dim()));
+    }
+    if d + c != data.dim() {
+        return Err(format!("the model takes {d} values per sample but the data has {}", data.dim() - c));
     }
     if let Some(k) = model.classes().filter(|k| *k < data.classes()) {
         return Err(format!("the model knows {k} classes but the data has {}", data.classes()));
@@ -452,16 +459,19 @@ pub(crate) fn train_until(
         let (x0, labels, t, eps) = batch(data, spec, null, seed, s);
         let times: Vec<Time> = t.iter().map(|ti| Time::from_alpha_bar(*ti, ac[*ti as usize])).collect();
         let xt: Vec<f64> = x0
-            .chunks(d)
+            .chunks(d + c)
             .zip(eps.chunks(d))
             .zip(&times)
-            .flat_map(|((x, e), at)| x.iter().zip(e).map(|(x, e)| at.alpha * x + at.sigma * e).collect::<Vec<_>>())
+            .flat_map(|((x, e), at)| {
+                let noisy = x[..d].iter().zip(e).map(|(x, e)| at.alpha * x + at.sigma * e);
+                noisy.chain(x[d..].iter().copied()).collect::<Vec<_>>()
+            })
             .collect();
         let tgt: Vec<f64> = x0
-            .chunks(d)
+            .chunks(d + c)
             .zip(eps.chunks(d))
             .zip(&times)
-            .flat_map(|((x, e), at)| target(spec.prediction, x, e, *at))
+            .flat_map(|((x, e), at)| target(spec.prediction, &x[..d], e, *at))
             .collect();
         Prepared { labels, t, xt, tgt }
     };
@@ -477,7 +487,7 @@ pub(crate) fn train_until(
                 // Part 0 keeps the step's mask seed, so an unsplit batch draws the masks it always did.
                 let mask_seed = if k == 0 { mask_seed } else { substream(mask_seed, k as u64) };
                 let cls = model.classes().map(|_| &labels[rows.clone()]);
-                let x = rows_tensor(&xt[rows.start * d..rows.end * d], d, dev)?;
+                let x = rows_tensor(&xt[rows.start * (d + c)..rows.end * (d + c)], d + c, dev)?;
                 let t = &t[rows.clone()];
                 let (out, seen) = if s < fine_tune_from {
                     model.forward_train(&x, t, cls, mask_seed)?

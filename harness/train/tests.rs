@@ -6,7 +6,7 @@ use crate::models::Mlp;
 use candle_core::Device;
 
 fn cfg(classes: Option<u64>) -> MlpConfig {
-    MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes }
+    MlpConfig { data_dim: 4, width: 16, depth: 2, time_features: 8, classes, cond_dim: None }
 }
 
 fn data() -> Gmm {
