@@ -138,3 +138,63 @@ fn a_suite_trains_on_an_array_of_samples() {
     assert!(checks[0]["rows"][0]["measured"]["lo"].is_number(), "{}", checks[0]);
     assert_eq!(checks[2]["verdict"], "INCONCLUSIVE", "{}", checks[2]);
 }
+
+#[test]
+fn fd_on_the_users_data_can_be_measured_in_their_own_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<f64> = (0..40)
+        .flat_map(|i| [1.0, -1.0, 0.5, 0.0].map(|v| v * if i % 2 == 0 { 1.0 } else { -1.0 } + 0.01 * i as f64))
+        .collect();
+    std::fs::write(dir.path().join("latents.npy"), diffscale::data::user::npy_bytes(&[40, 4], &data)).unwrap();
+    // A 4 × 2 projection: the first two coordinates' sum and difference.
+    let w = [1.0, 1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0];
+    std::fs::write(dir.path().join("proj.npy"), diffscale::data::user::npy_bytes(&[4, 2], &w)).unwrap();
+    let mlp = |w: u32| format!("{{family: mlp, data_dim: 4, width: {w}, depth: 2}}");
+    let suite_with = |features: &str| {
+        SUITE
+            .replace("data: {folder: {path: imgs, holdout: 4}}", "data: {array: {path: latents.npy, holdout: 8}}")
+            .replace("{family: dit, depth: 1, heads: 2, hidden: 16, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}", &mlp(8))
+            .replace("{family: dit, depth: 1, heads: 2, hidden: 32, patch: 4, input_size: 8, in_channels: 3, learn_sigma: false, num_classes: 2, block: adaln_zero}", &mlp(32))
+            .replace("sample_fd: {samples: 32, steps: 4, clip_x0: 1.0}", &format!("sample_fd: {{samples: 32, steps: 4, clip_x0: 1.0, features: {features}}}"))
+    };
+    let fd = |features: &str| {
+        let suite = dir.path().join("mine.yaml");
+        std::fs::write(&suite, suite_with(features)).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let run = Command::new(env!("CARGO_BIN_EXE_diffscale"))
+            .args(["run", "--no-fail-exit", "--out"])
+            .arg(out.path())
+            .arg(&suite)
+            .output()
+            .unwrap();
+        (run.status.code(), String::from_utf8_lossy(&run.stderr).to_string(), out)
+    };
+    let read_fd = |out: &tempfile::TempDir| -> f64 {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap()).unwrap();
+        s["claims"][0]["checks"][1]["rows"][0]["measured"]["value"].as_f64().unwrap()
+    };
+    let (raw_code, err, raw) = fd("raw");
+    assert_eq!(raw_code, Some(0), "{err}");
+    let (code, err, projected) = fd("{projection: {path: proj.npy}}");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err, relu) = fd("{random_relu: {dim: 16, seed: 3}}");
+    assert_eq!(code, Some(0), "{err}");
+    // The same samples, measured in three spaces.
+    let (a, b, c) = (read_fd(&raw), read_fd(&projected), read_fd(&relu));
+    assert!(a.is_finite() && b.is_finite() && c.is_finite() && a != b && a != c, "{a} {b} {c}");
+    // A missing feature file is a located error at load.
+    let (code, err, _) = fd("{projection: {path: nowhere.npy}}");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("mine.yaml:") && err.contains("nowhere.npy") && err.contains("sample_fd"), "{err}");
+}
+
+#[test]
+fn raw_fd_on_large_images_is_refused_with_the_way_out() {
+    // 64 × 64 RGB images: a 12,288-value covariance per side.
+    let d = 64 * 64 * 3;
+    let err = diffscale::suite::FdFeatures::Raw.apply(&vec![0.0; 2 * d], d).unwrap_err();
+    assert!(err.contains("sample_fd.features") && err.contains("random_relu"), "{err}");
+    let ok = diffscale::suite::FdFeatures::RandomRelu { dim: 32, seed: 1 }.apply(&vec![0.5; 2 * d], d).unwrap();
+    assert_eq!(ok.1, 32);
+}

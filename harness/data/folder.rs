@@ -170,19 +170,7 @@ impl ArraySpec {
 
     /// Resolve `path` against `base`, refuse a file too large to hold, and hash it.
     pub fn resolve(&mut self, base: &Path) -> Result<(), String> {
-        let file = base.join(&self.path);
-        let meta = std::fs::metadata(&file)
-            .map_err(|e| format!("{}: {e} (`path` is relative to the suite file)", file.display()))?;
-        if !meta.is_file() {
-            return Err(format!("{} is not a file", file.display()));
-        }
-        // At least one byte a value (uint8), held as 8.
-        if meta.len() > MAX_VALUES as u64 {
-            return Err(format!("{}: {} bytes could hold more than {MAX_VALUES} values", file.display(), meta.len()));
-        }
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        self.fingerprint = blake3::hash(&bytes).to_hex()[..32].to_string();
-        self.resolved = file;
+        (self.fingerprint, self.resolved) = hash_file(base, &self.path)?;
         Ok(())
     }
 
@@ -207,6 +195,65 @@ impl ArraySpec {
             }
         };
         Images::from_rows(x.cols, &x.data, &labels, self.holdout)
+    }
+}
+
+/// `path` resolved against `base`, refused when too large to hold, and its hash.
+fn hash_file(base: &Path, path: &str) -> Result<(String, PathBuf), String> {
+    let file = base.join(path);
+    let meta = std::fs::metadata(&file)
+        .map_err(|e| format!("{}: {e} (`path` is relative to the suite file)", file.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", file.display()));
+    }
+    // At least one byte a value (uint8), held as 8.
+    if meta.len() > MAX_VALUES as u64 {
+        return Err(format!("{}: {} bytes could hold more than {MAX_VALUES} values", file.display(), meta.len()));
+    }
+    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok((blake3::hash(&bytes).to_hex()[..32].to_string(), file))
+}
+
+/// Most features an FD may be measured in: its covariance is features × features.
+pub const MAX_FD_FEATURES: usize = 4096;
+
+/// A linear feature map the user gives for FD on their data: a d × k array (d the values of one
+/// sample, k features, at most [`MAX_FD_FEATURES`]), e.g. a PCA basis of their images or the
+/// first layer of a frozen encoder. FD is then measured between x·W of samples and references.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionSpec {
+    /// The `.npy`, `.npz` or `.safetensors` file, relative to the suite file (or absolute).
+    pub path: String,
+    /// The array's name in an `.npz` (optional when it holds one) or a `.safetensors` file.
+    #[serde(default)]
+    pub tensor: Option<String>,
+    /// Hash of the file's bytes, computed when the suite loads (see [`FolderSpec`]).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub fingerprint: String,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved: PathBuf,
+}
+
+impl ProjectionSpec {
+    pub fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        (self.fingerprint, self.resolved) = hash_file(base, &self.path)?;
+        Ok(())
+    }
+
+    /// The map's d × k values (row-major) and k, for samples of `d` values.
+    pub fn load(&self, d: usize) -> Result<(Vec<f64>, usize), String> {
+        let a = read_array(&self.resolved, self.tensor.as_deref())?;
+        let name = self.resolved.display();
+        if a.rows != d {
+            return Err(format!("{name}: the projection has {} rows; the samples have {d} values", a.rows));
+        }
+        if a.cols > MAX_FD_FEATURES {
+            return Err(format!("{name}: {} features; FD takes at most {MAX_FD_FEATURES}", a.cols));
+        }
+        Ok((a.data, a.cols))
     }
 }
 

@@ -8,7 +8,7 @@ pub mod templates;
 pub mod user;
 
 pub use finite::{Captioned, Captions, TrainSet};
-pub use folder::{ArraySpec, FolderSpec, Images};
+pub use folder::{ArraySpec, FolderSpec, Images, ProjectionSpec, MAX_FD_FEATURES};
 pub use gmm::{Gmm, GmmSpec};
 pub use tasks::{Observed, Task};
 pub use templates::TemplateSpec;

@@ -121,7 +121,9 @@ fn sample_fd(
     }
     // Exact alignment needs the data's Bayes classifier.
     let align = cond.zip(data.exact()).map(|(c, g)| crate::metrics::alignment_accuracy(g, &x, c));
-    Ok((frechet_from_samples(&x, &reference, dim), align))
+    let (gen, k) = f.features.apply(&x, dim)?;
+    let (reference, _) = f.features.apply(&reference, dim)?;
+    Ok((frechet_from_samples(&gen, &reference, k), align))
 }
 
 /// A trained sampler sweep's case: train the model of `row` with this replicate's seed, then

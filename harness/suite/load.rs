@@ -183,16 +183,21 @@ fn resolve_uses(files: &Files, node: &Node, templates: &Node, ex: &mut Expansion
     }
 }
 
-/// A training sweep on the user's data: resolve its folder or file against the suite file's and
-/// hash it (once per path, whatever the number of profiles naming it).
+/// A training sweep on the user's data: resolve its folder or file (and a feature map file of
+/// its FD) against the suite file's and hash it (once per path, whatever the number of profiles
+/// naming it). An error names the field it is about.
 fn resolve_folder(
     plan: &mut Plan,
     suite: &Path,
     seen: &mut BTreeMap<String, (String, std::path::PathBuf)>,
-) -> Result<(), String> {
+) -> Result<(), (&'static str, String)> {
     let Plan::Run(e) = plan else { return Ok(()) };
     let Experiment::TrainSweep(t) = e.as_mut() else { return Ok(()) };
-    t.data.resolve(suite.parent().unwrap_or(Path::new(".")), seen)
+    let base = suite.parent().unwrap_or(Path::new("."));
+    if let Some(crate::suite::FdFeatures::Projection(p)) = t.sample_fd.as_mut().map(|f| &mut f.features) {
+        p.resolve(base).map_err(|e| ("sample_fd", format!("sample_fd.features.projection: {e}")))?;
+    }
+    t.data.resolve(base, seen).map_err(|e| ("data", e))
 }
 
 /// The experiment node of one profile: base fields with that profile's overrides merged in.
@@ -258,12 +263,12 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         let mut plans = BTreeMap::new();
         for prof in Profile::ALL {
             let mut plan = plan_for(&files, exp_node, prof)?;
-            if let Err(msg) = resolve_folder(&mut plan, path, &mut folders) {
+            if let Err((field, msg)) = resolve_folder(&mut plan, path, &mut folders) {
                 let at = [
                     Step::Key("claims".into()),
                     Step::Index(i),
                     Step::Key("experiment".into()),
-                    Step::Key("data".into()),
+                    Step::Key(field.into()),
                 ];
                 return Err(files.error(root.locate_value(&at), msg));
             }

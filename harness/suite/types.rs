@@ -176,6 +176,8 @@ impl Profile {
 /// What a claim runs. Each kind expands into cases; each case yields a row of named values.
 #[derive(Clone, Debug, Serialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Held boxed (`Plan::Run`), a few dozen per suite: the training sweep's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Experiment {
     /// Rows of models and/or printed numbers; measures computed analytically from each model.
     Table(TableExp),
@@ -619,7 +621,7 @@ pub struct SamplerSweepExp {
     /// (Mei et al. §3.2): rows then score the fine-tuned models; `excess_error` stays the
     /// pretrained model's, and `finetune_flops` joins the columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finetune: Option<FineTune>,
+    pub finetune: Option<Box<FineTune>>,
 }
 
 /// A downstream task and the training that fine-tunes a pretrained model on it.
@@ -748,6 +750,56 @@ pub struct SampleFd {
     /// it a small ε error becomes a huge first x̂0.
     #[serde(default)]
     pub clip_x0: Option<f64>,
+    /// The space FD is measured in (default `raw`). FD in raw values needs a covariance of
+    /// values × values, which images of more than 64 × 64 pixels do not fit: give such data
+    /// `random_relu` features or a `projection` of its own.
+    #[serde(default, skip_serializing_if = "FdFeatures::is_raw")]
+    pub features: FdFeatures,
+}
+
+/// Features for a training sweep's FD.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FdFeatures {
+    #[default]
+    Raw,
+    /// Fixed random ReLU features drawn from `seed` (as a sampler sweep's `random_relu`).
+    RandomRelu { dim: usize, seed: u64 },
+    /// A linear map read from the user's file.
+    Projection(Box<crate::data::ProjectionSpec>),
+}
+
+impl FdFeatures {
+    pub fn is_raw(&self) -> bool {
+        *self == FdFeatures::Raw
+    }
+
+    /// Features of `x` (rows of `d` values) and their width.
+    pub fn apply(&self, x: &[f64], d: usize) -> Result<(Vec<f64>, usize), String> {
+        match self {
+            FdFeatures::Raw if d > crate::data::MAX_FD_FEATURES => Err(format!(
+                "FD in raw values of {d}-value samples needs a {d} × {d} covariance: give `sample_fd.features` \
+                 (random_relu, or a projection of your own) of at most {} features",
+                crate::data::MAX_FD_FEATURES
+            )),
+            FdFeatures::Raw => Ok((x.to_vec(), d)),
+            FdFeatures::RandomRelu { dim, seed } => {
+                Ok(crate::metrics::Features::RandomRelu { dim: *dim, seed: *seed }.apply(x, d))
+            }
+            FdFeatures::Projection(p) => {
+                let (w, k) = p.load(d)?;
+                let out = x
+                    .chunks(d)
+                    .flat_map(|row| {
+                        (0..k)
+                            .map(|j| row.iter().enumerate().map(|(i, v)| v * w[i * k + j]).sum::<f64>())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                Ok((out, k))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -363,6 +363,12 @@ pub fn experiment(e: &Experiment) -> Problems {
             }
             if let Some(f) = &t.sample_fd {
                 sample_count(f.samples, "sample_fd.samples", &mut p);
+                if let crate::suite::FdFeatures::RandomRelu { dim, .. } = f.features {
+                    if !(1..=crate::data::MAX_FD_FEATURES).contains(&dim) {
+                        let m = format!("random_relu.dim must be between 1 and {}", crate::data::MAX_FD_FEATURES);
+                        p.push((vec![k("sample_fd"), k("features")], m));
+                    }
+                }
                 if !(1..=1000).contains(&f.steps) {
                     p.push((vec![k("sample_fd"), k("steps")], "steps must be between 1 and 1000".into()));
                 }

@@ -6,8 +6,9 @@ every step lands on alphas_cumprod[t - T // n], whatever the spacing, and the ne
 the sample at the next grid timestep. It runs diffusers' scheduler-test model (eps = x * t / (t + 1))
 from its deterministic sample (0 ... 767, divided by 768), and prints the summed magnitudes.
 With "leading" spacing it gives diffusers' own golden value (172.0067), which checks it.
-diffusers itself could not be installed where these values were made; the transcription follows
-diffusers' scheduling_ddim.py line by line, in float32 like its tensors.
+The transcription follows diffusers' scheduling_ddim.py line by line, in float32 like its
+tensors; diffusers_ddim_real.py runs diffusers' own scheduler on the same loops (diffusers 0.42.1:
+191.253970 and 105.149170 against 191.253821 and 105.149282 here, agreeing to about 1e-6).
 
     python3 tests/reference/diffusers_ddim.py
 """
