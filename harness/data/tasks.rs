@@ -17,7 +17,9 @@ pub enum Task {
     SuperResolution { factor: usize, noise: f64 },
     /// `images` samples of a concept the model never saw (a Gaussian with the mixture's width,
     /// centred at a point of the mixture's sphere drawn from `seed`), all captioned with class 0's
-    /// token: prompted with it, the fine-tuned model should draw the concept.
+    /// token: prompted with it, the fine-tuned model should draw the concept. The concept and its
+    /// images are fixed by `seed`, as DreamBooth's subjects come with their photos: replicates
+    /// vary the training, not the subject.
     NewConcept { images: usize, seed: u64 },
 }
 
@@ -70,11 +72,11 @@ impl Task {
         })
     }
 
-    /// The concept's training images (drawn from `seed`), captioned with class 0.
-    pub fn concept_images(&self, g: &Gmm, seed: u64) -> Option<Result<Images, String>> {
-        let Task::NewConcept { images, .. } = self else { return None };
+    /// The concept's training images, captioned with class 0.
+    pub fn concept_images(&self, g: &Gmm) -> Option<Result<Images, String>> {
+        let Task::NewConcept { images, seed } = self else { return None };
         let c = self.concept(g)?;
-        let (x, labels) = c.sample(seed, 0, *images, None);
+        let (x, labels) = c.sample(substream(*seed, 1), 0, *images, None);
         Some(Images::from_rows(g.dim, &x, &labels, 0))
     }
 }
@@ -149,7 +151,7 @@ mod tests {
         let far = (0..4)
             .all(|k| c.means.iter().zip(&g.means[k * 4..][..4]).map(|(a, b)| (a - b).powi(2)).sum::<f64>() > 0.01);
         assert!(far, "the concept is none of the mixture's modes");
-        let im = t.concept_images(&g, 2).unwrap().unwrap();
+        let im = t.concept_images(&g).unwrap().unwrap();
         let (_, labels) = im.sample(1, 0, 20, None);
         assert!(labels.iter().all(|l| *l == 0));
     }

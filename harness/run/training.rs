@@ -318,7 +318,7 @@ fn finetuned(
                 crate::train::train(model.as_ref(), &obs, &ft.training, substream(seed, 1), None)?
             }
             task @ Task::NewConcept { .. } => {
-                let images = task.concept_images(&gmm, substream(seed, 2)).ok_or("a new concept")??;
+                let images = task.concept_images(&gmm).ok_or("a new concept")??;
                 crate::train::train(model.as_ref(), &images, &ft.training, substream(seed, 1), None)?
             }
         };
